@@ -1,0 +1,3 @@
+"""phaser: electron ptychography from declarative plans."""
+
+__version__ = "0.1.0"

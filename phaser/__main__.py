@@ -1,0 +1,5 @@
+"""Allow `python -m phaser ...`."""
+
+from phaser.cli import main
+
+raise SystemExit(main())

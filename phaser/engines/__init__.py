@@ -1,0 +1,1 @@
+"""Reconstruction engines: each runs on a shared ReconsState and reports to observers."""

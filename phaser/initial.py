@@ -1,0 +1,101 @@
+"""Initialiser hooks: the starting probe, scan positions and object of a reconstruction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from phaser.hooks import HookProps
+from phaser.physics.aberrations import parse_aberrations
+from phaser.physics.probe import focused_probe
+from phaser.physics.scan import raster_positions_A
+
+
+@dataclass(frozen=True)
+class InitContext:
+    """What an initialiser may use: the grid, the wavelength, the data's scale and the rng."""
+
+    wavelength_A: float
+    sampling_A: tuple[float, float]
+    probe_shape: tuple[int, int]
+    mean_pattern_intensity: float
+    rng: np.random.Generator
+    scan_shape: tuple[int, int] | None = None
+    scan_step_A: float | None = None
+    object_shape: tuple[int, int, int] | None = None
+
+
+class FocusedProbeProps(HookProps):
+    """A probe focused by a round aperture with aberrations."""
+
+    conv_angle: float = Field(gt=0, description="convergence semi-angle [mrad]")
+    defocus: float = Field(0.0, description="defocus [A], numerically C10 (positive = overfocus)")
+    aberrations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="[{c3: 1e4}, {a1: {mag: 20, angle: 30}}, {n: 3, m: 0, val: 1e4}, ...] [A, deg]",
+    )
+
+    @field_validator("aberrations")
+    @classmethod
+    def _parse(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        parse_aberrations(value)  # raises ValueError naming the bad entry
+        return value
+
+
+def focused(ctx: InitContext, props: FocusedProbeProps) -> np.ndarray:
+    """Focused probe ``(N, N)`` complex, scaled to the mean electrons per pattern."""
+    aberrations = parse_aberrations([{"c1": props.defocus}, *props.aberrations])
+    return focused_probe(np, ctx.probe_shape, ctx.sampling_A, ctx.wavelength_A, props.conv_angle,
+                         aberrations, total_intensity=ctx.mean_pattern_intensity, dtype=np.float64)
+
+
+class RasterScanProps(HookProps):
+    """A raster scan, fast axis x; shape and step default to the raw data's metadata."""
+
+    shape: tuple[int, int] | None = Field(None, description="(scan_y, scan_x) positions")
+    step_size: float | tuple[float, float] | None = Field(None, description="step [A], or (y, x)")
+    rotation: float | None = Field(None, description="scan rotation, counter-clockwise [deg]")
+    affine: tuple[tuple[float, float], tuple[float, float]] | None = Field(
+        None, description="2x2 distortion matrix acting on (y, x), applied before the rotation")
+
+
+def raster(ctx: InitContext, props: RasterScanProps) -> np.ndarray:
+    """Raster positions ``(P, 2)`` [A], zero mean."""
+    shape = props.shape or ctx.scan_shape
+    step = props.step_size if props.step_size is not None else ctx.scan_step_A
+    if shape is None:
+        raise ValueError("init.scan.shape: not given, and the raw data carry no scan shape")
+    if step is None:
+        raise ValueError("init.scan.step_size: not given, and the raw data carry no scan step")
+    affine = np.asarray(props.affine) if props.affine is not None else None
+    return raster_positions_A(tuple(shape), step, props.rotation or 0.0, affine)
+
+
+class RandomObjectProps(HookProps):
+    """Unit amplitude with a small random phase."""
+
+    sigma: float = Field(1e-6, ge=0, description="standard deviation of the random phase [rad]")
+
+
+def random_object(ctx: InitContext, props: RandomObjectProps) -> np.ndarray:
+    """Object slices ``(S, Ny, Nx)`` complex: ``exp(i * N(0, sigma))``."""
+    assert ctx.object_shape is not None
+    phase = ctx.rng.normal(0.0, props.sigma, size=ctx.object_shape) if props.sigma > 0 else np.zeros(ctx.object_shape)
+    return np.exp(1j * phase)
+
+
+def object_shape_for(positions_px: np.ndarray, probe_shape: tuple[int, int], pad_px: float) -> tuple[int, int]:
+    """Object extent [px] covering every probe window plus ``pad_px`` on each side."""
+    span = positions_px.max(axis=0) - positions_px.min(axis=0)
+    return tuple(int(np.ceil(span[i] + probe_shape[i] + 2 * pad_px)) + 1 for i in range(2))  # type: ignore[return-value]
+
+
+def place_positions(positions_A: np.ndarray, sampling_A: tuple[float, float], probe_shape: tuple[int, int],
+                    pad_px: float) -> np.ndarray:
+    """Shift zero-mean positions [A] into the object frame, leaving ``N/2 + pad_px`` before the first."""
+    sampling = np.asarray(sampling_A)
+    origin = positions_A.min(axis=0) - (np.asarray(probe_shape) / 2 + pad_px) * sampling
+    return positions_A - origin

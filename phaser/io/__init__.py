@@ -1,0 +1,1 @@
+"""Raw-data loaders, post-load transforms, and the reconstruction output format."""

@@ -1,0 +1,31 @@
+"""Registration of every built-in hook: kind, short name, implementation and props class."""
+
+from __future__ import annotations
+
+from phaser import initial, noise, regularizers, solvers
+from phaser.hooks import register
+
+
+def _register_builtins() -> None:
+    register("probe", "focused", "phaser.initial:focused", initial.FocusedProbeProps)
+    register("scan", "raster", "phaser.initial:raster", initial.RasterScanProps)
+    register("object", "random", "phaser.initial:random_object", initial.RandomObjectProps)
+    for name, props in noise.NOISE_PROPS.items():
+        register("noise_model", name, f"phaser.noise:{noise.NOISE_LOSSES[name].__name__}", props)
+    for name in solvers.OPTAX_SOLVERS:
+        register("gradient_solver", name, f"optax:{name}", solvers.solver_props_class(name))
+    for name, (function, props) in regularizers.COST_REGULARIZERS.items():
+        register("cost_regularizer", name, f"phaser.regularizers:{function.__name__}", props)
+    _register_io()
+
+
+def _register_io() -> None:
+    from phaser.io import empad, manual, post_load
+
+    register("raw_data", "manual", "phaser.io.manual:load_manual", manual.ManualProps)
+    register("raw_data", "empad", "phaser.io.empad:load_empad", empad.EmpadProps)
+    for name, (ref, props) in post_load.POST_LOAD_HOOKS.items():
+        register("post_load", name, ref, props)
+
+
+_register_builtins()

@@ -1,0 +1,89 @@
+"""Gradient solvers: any optax optimizer by name, its numbers schedulable without recompiling.
+
+A solver in a plan is ``{type: adam, learning_rate: 0.01, nesterov: true, ...}``: the ``type`` is
+an optax optimizer's name and the other keys are that optimizer's keyword arguments. Numeric ones
+may be schedules (see :mod:`phaser.plan.schedules`); they are wrapped by
+``optax.inject_hyperparams`` so the engine writes a new value into the optimizer state each
+iteration. Flags (``nesterov``) are fixed for the engine.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+from pydantic import ConfigDict, model_validator
+
+from phaser.hooks import HookProps
+from phaser.plan.schedules import Schedule, schedule_at
+
+# The optax optimizers offered by name: those whose first argument is a learning rate.
+OPTAX_SOLVERS: tuple[str, ...] = (
+    "adam", "sgd", "adamw", "nadam", "radam", "adamax", "amsgrad", "adabelief", "adagrad",
+    "rmsprop", "lamb", "lion", "yogi", "novograd", "sm3", "fromage", "sign_sgd",
+)
+
+
+class OptaxSolverProps(HookProps):
+    """An optax optimizer's keyword arguments; numbers may be schedules."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    learning_rate: Schedule
+
+    def numeric(self) -> dict[str, Schedule]:
+        """Arguments that are numbers or schedules (traced)."""
+        return {k: v for k, v in self.model_dump().items() if k != "learning_rate" and _is_numeric(v)} | {
+            "learning_rate": self.learning_rate}
+
+    def static(self) -> dict[str, Any]:
+        """Arguments fixed for the engine (flags, None, strings)."""
+        return {k: v for k, v in self.model_dump().items() if k != "learning_rate" and not _is_numeric(v)}
+
+
+def _is_numeric(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or isinstance(value, dict)
+
+
+def solver_props_class(name: str) -> type[OptaxSolverProps]:
+    """Props class for optax optimizer ``name``: unknown keyword arguments are rejected."""
+    signature = inspect.signature(getattr(optax, name))
+    allowed = set(signature.parameters)
+
+    def check(cls: type, values: Any) -> Any:
+        if isinstance(values, dict):
+            unknown = sorted(set(values) - allowed - {"type"})
+            if unknown:
+                raise ValueError(
+                    f"optax.{name} takes no argument {', '.join(map(repr, unknown))}; "
+                    f"it takes {', '.join(sorted(allowed))}")
+        return values
+
+    return type(f"{name.title().replace('_', '')}SolverProps", (OptaxSolverProps,), {
+        "__doc__": f"Keyword arguments of optax.{name} (numbers may be schedules).",
+        "_known_arguments": model_validator(mode="before")(classmethod(check)),
+    })
+
+
+@cache
+def _optimizer(name: str, numeric_names: tuple[str, ...], static_items: tuple[tuple[str, Any], ...]) -> optax.GradientTransformation:
+    # Cached per structure, so repeated engines and study trials reuse one transformation object and
+    # therefore one compiled iteration; the numbers themselves live in the optimizer state.
+    factory = getattr(optax, name)
+    placeholders = {k: 0.0 for k in numeric_names}
+    return optax.inject_hyperparams(
+        factory, static_args=tuple(k for k, _ in static_items), hyperparam_dtype=jnp.float32)(
+        **placeholders, **dict(static_items))
+
+
+def make_optimizer(name: str, props: OptaxSolverProps) -> optax.GradientTransformation:
+    """The optax transformation for solver ``name`` with ``props`` (hyperparameters injectable)."""
+    static = tuple(sorted(props.static().items()))
+    return _optimizer(name, tuple(sorted(props.numeric())), static)
+
+
+def hyperparameters_at(props: OptaxSolverProps, i: int, niter: int) -> dict[str, float]:
+    """Values of the solver's numeric arguments at engine iteration ``i``."""
+    return {k: schedule_at(v, i, niter) for k, v in props.numeric().items()}
