@@ -1,0 +1,91 @@
+"""The ``phaser`` command line: run, validate and simulate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from phaser import __version__
+
+
+def _run(args: argparse.Namespace) -> int:
+    from phaser.observers import EarlyTermination, LoggingObserver, ProgressObserver
+    from phaser.output import OutputObserver
+    from phaser.plan import load_plans
+    from phaser.run import output_dir, run_plan
+
+    plans = load_plans(args.plan)
+    for plan in plans:
+        if args.backend:
+            plan = plan.model_copy(update={"backend": args.backend})
+        out = Path(args.out_dir) / plan.name if args.out_dir else output_dir(plan, Path.cwd())
+        observers = [OutputObserver(plan, out)]
+        observers.append(LoggingObserver() if args.verbose else ProgressObserver(sys.stderr))
+        patience = plan.engines[0].early_termination
+        if patience:
+            observers.append(EarlyTermination(patience, plan.engines[0].early_termination_smoothing))
+        print(f"running {plan.name!r} on {plan.resolved_backend()} ({plan.dtype}); output in {out}", file=sys.stderr)
+        try:
+            run_plan(plan, observers)
+        except KeyboardInterrupt:
+            print(f"interrupted; the last complete state is in {out / 'interrupted.h5'}", file=sys.stderr)
+            return 130
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from phaser.plan import dump_plan, load_plans, plan_to_data
+
+    plans = load_plans(args.plan, check_files=not args.no_files)
+    for plan in plans:
+        if args.json:
+            print(json.dumps(plan_to_data(plan), indent=2))
+        elif args.resolved:
+            print("---\n" + dump_plan(plan), end="")
+    print(f"{args.plan}: {len(plans)} valid plan{'s' if len(plans) != 1 else ''}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``phaser``."""
+    parser = argparse.ArgumentParser(prog="phaser", description="Electron ptychography from declarative plans.")
+    parser.add_argument("--version", action="version", version=f"phaser {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the plan(s) in a YAML or JSON file")
+    run.add_argument("plan", type=Path)
+    run.add_argument("--out-dir", help="folder for the outputs (default: the plan's save_options.out_dir)")
+    run.add_argument("--backend", choices=["numpy", "jax", "cupy"], help="override the plan's backend")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every iteration instead of a progress bar")
+    run.set_defaults(handler=_run)
+
+    validate = sub.add_parser("validate", help="check plan(s) without running them")
+    validate.add_argument("plan", type=Path)
+    validate.add_argument("--json", action="store_true", help="print the resolved plan(s) as JSON")
+    validate.add_argument("--resolved", action="store_true", help="print the resolved plan(s) as YAML")
+    validate.add_argument("--no-files", action="store_true", help="do not check that data files exist")
+    validate.set_defaults(handler=_validate)
+
+    from phaser.simulate.cli import add_parser as add_simulate
+
+    add_simulate(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``phaser`` console script."""
+    from phaser.io.raw_data import RawDataError
+    from phaser.io.state_file import StateFileError
+    from phaser.plan import PlanError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except (PlanError, RawDataError, StateFileError, FloatingPointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,204 @@
+"""The gradient-descent engine: autodiff through the multislice model, one optax solver per variable.
+
+One jit-compiled function runs a whole iteration (the groups inside ``lax.scan``). Everything
+that is only a number (learning rates, regularizer weights, noise epsilons, update flags) enters it
+as a traced argument, so changing one never recompiles; the compiled program depends only on the
+shapes and on the structure (noise model, solvers, regularizers, whether tilt is modelled).
+Complex gradients follow the Wirtinger convention: the descent direction of a real loss L in a
+complex variable z is ``-2 dL/dz*``, which is ``-conj(jax.grad(L))``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from phaser.engines.context import EngineContext
+from phaser.engines.forward_jax import model_intensity, tilted_propagators
+from phaser.engines.grouping import make_groups, pad_groups
+from phaser.physics.grids import fft_frequencies
+from phaser.physics.propagation import fresnel_propagator
+from phaser.plan.schedules import flag_at, flag_ever, schedule_at
+from phaser.plan.schema import GradientEnginePlan
+from phaser.solvers import OptaxSolverProps, hyperparameters_at, make_optimizer
+from phaser.state import ReconsState
+
+logger = logging.getLogger(__name__)
+
+VARIABLES = ("object", "probe", "positions", "tilt")
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """Everything that shapes the compiled iteration (hashable; numbers excluded)."""
+
+    noise_loss: Callable[..., Any]
+    solvers: tuple[tuple[str, optax.GradientTransformation], ...]
+    regularizers: tuple[Callable[..., Any], ...]
+    model_tilt: bool
+
+
+def _numeric_params(props: Any) -> dict[str, Any]:
+    """The plan numbers of a hook's props (schedules evaluated elsewhere), as float32 scalars."""
+    out = {}
+    for key, value in props.model_dump().items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = jnp.asarray(value, jnp.float32)
+    return out
+
+
+def _group_loss(structure: _Structure, variables: dict[str, Any], batch: tuple[Any, ...], aux: dict[str, Any]) -> tuple[Any, Any]:
+    idx, weights = batch
+    positions = variables["positions"][idx]
+    if structure.model_tilt:
+        props = tilted_propagators(aux["propagators"], aux["thicknesses"], aux["ky"], aux["kx"], variables["tilt"][idx])
+    else:
+        props = aux["propagators"]
+    model = model_intensity(variables["probe"], variables["object"], positions, props)
+    measured = aux["patterns"][idx]
+    per_pattern = structure.noise_loss(jnp, model, measured, aux["noise_params"])
+    data = jnp.sum(weights * per_pattern)
+    share = jnp.sum(weights) / aux["n_positions"]
+    cost = sum((fn(jnp, variables, p) for fn, p in zip(structure.regularizers, aux["reg_params"])), jnp.asarray(0.0))
+    return data + share * cost, data
+
+
+def _apply_solvers(structure: _Structure, variables, opt_states, grads, masks, members):
+    variables, opt_states = dict(variables), dict(opt_states)
+    for name, solver in structure.solvers:
+        grad = grads[name]
+        if jnp.iscomplexobj(grad):
+            grad = jnp.conj(grad)
+        updates, new_state = solver.update(grad, opt_states[name], variables[name])
+        if name in ("positions", "tilt"):
+            updates = updates * members[:, None]  # only the group's own positions move
+        on = masks[name]
+        variables[name] = variables[name] + (on * updates).astype(variables[name].dtype)
+        opt_states[name] = jax.tree_util.tree_map(lambda new, old: jnp.where(on > 0, new, old), new_state, opt_states[name])
+    return variables, opt_states
+
+
+@partial(jax.jit, static_argnums=0)
+def _iteration(structure: _Structure, variables, opt_states, masks, groups, aux):
+    """One pass over every group: returns the new variables, solver states and the summed data loss."""
+    n_positions = variables["positions"].shape[0]
+
+    def step(carry, batch):
+        variables, opt_states = carry
+        (_, data), grads = jax.value_and_grad(partial(_group_loss, structure), has_aux=True)(variables, batch, aux)
+        members = jnp.zeros((n_positions,), jnp.float32).at[batch[0]].max(batch[1])
+        variables, opt_states = _apply_solvers(structure, variables, opt_states, grads, masks, members)
+        return (variables, opt_states), data
+
+    (variables, opt_states), losses = jax.lax.scan(step, (variables, opt_states), groups)
+    # the mean shift of the positions is not constrained by the data: remove it
+    drift = jnp.mean(variables["positions"] - aux["initial_positions"], axis=0)
+    variables = {**variables, "positions": variables["positions"] - masks["positions"] * drift}
+    return variables, opt_states, jnp.sum(losses)
+
+
+def _set_hyperparameters(state: Any, values: dict[str, float]) -> Any:
+    hyper = dict(state.hyperparams)
+    hyper.update({k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    return state._replace(hyperparams=hyper)
+
+
+def run_gradient_engine(plan: GradientEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext) -> ReconsState:
+    """Run ``plan.niter`` iterations of gradient descent on ``state``; returns the updated state.
+
+    ``patterns`` are ``(P, N, N)`` measured intensities, centred. The error of each iteration is the
+    noise model's loss per pattern, averaged over all positions, evaluated during the pass.
+    """
+    backend = ctx.backend
+    real, cplx = backend.real_dtype, backend.complex_dtype
+    probe_shape = state.probe_shape
+    n_slices = state.n_slices
+    thicknesses = np.asarray(state.slice_thicknesses_A, dtype=np.float64)
+    base_props = np.stack([
+        fresnel_propagator(np, probe_shape, state.sampling_A, state.wavelength_A, float(dz),
+                           bwlim_frac=plan.bwlim_frac, dtype=np.float64)
+        for dz in thicknesses[:-1]
+    ]) if n_slices > 1 else np.ones((0, *probe_shape))
+    ky, kx = fft_frequencies(np, probe_shape, state.sampling_A, np.float64)
+    sampling = np.asarray(state.sampling_A)
+
+    variables = {
+        "object": jnp.asarray(state.object_slices, cplx),
+        "probe": jnp.asarray(state.probe_modes, cplx),
+        "positions": jnp.asarray(np.asarray(state.positions_A) / sampling, real),
+        "tilt": jnp.asarray(state.tilt_mrad, real),
+    }
+    flags = plan.update_flags()
+    solver_hooks = {name: plan.solver_for(name) for name in VARIABLES}
+    active = tuple(name for name in VARIABLES if solver_hooks[name] is not None)
+    structure = _Structure(
+        noise_loss=plan.noise_model.function(),
+        solvers=tuple((name, make_optimizer(solver_hooks[name].name, solver_hooks[name].props)) for name in active),
+        regularizers=tuple(hook.function() for hook in plan.regularizers),
+        model_tilt=bool(n_slices > 1 and (flag_ever(flags["tilt"], plan.niter) or np.any(np.asarray(state.tilt_mrad) != 0))),
+    )
+    opt_states = {name: solver.init(variables[name]) for name, solver in structure.solvers}
+    aux = {
+        "patterns": jnp.asarray(np.fft.ifftshift(patterns, axes=(-2, -1)), real),
+        "propagators": jnp.asarray(base_props, cplx),
+        "thicknesses": jnp.asarray(thicknesses, real),
+        "ky": jnp.asarray(ky[:, 0], real),
+        "kx": jnp.asarray(kx[0, :], real),
+        "noise_params": _numeric_params(plan.noise_model.props),
+        "initial_positions": jnp.asarray(np.asarray(state.initial_positions_A) / sampling, real),
+        "n_positions": jnp.asarray(patterns.shape[0], real),
+    }
+    group_size = plan.grouping or patterns.shape[0]
+    shuffle = plan.shuffle_groups
+    positions_np = np.asarray(state.positions_A)
+    observers = ctx.observers
+
+    try:
+        for i in range(1, plan.niter + 1):
+            masks = {name: jnp.asarray(1.0 if flag_at(flags[name], i) else 0.0, real) for name in VARIABLES}
+            for name, _ in structure.solvers:
+                props = solver_hooks[name].props
+                values = hyperparameters_at(props, i, plan.niter) if isinstance(props, OptaxSolverProps) else {}
+                opt_states[name] = _set_hyperparameters(opt_states[name], values)
+            aux["reg_params"] = tuple(
+                {**_numeric_params(h.props), "weight": jnp.asarray(schedule_at(h.props.weight, i, plan.niter), real)}
+                for h in plan.regularizers
+            )
+            do_shuffle = True if shuffle is None else flag_at(shuffle, i)
+            groups = pad_groups(make_groups(positions_np, group_size, plan.compact, do_shuffle, ctx.rng))
+            new_variables, opt_states, total = _iteration(structure, variables, opt_states, masks,
+                                                          (jnp.asarray(groups[0]), jnp.asarray(groups[1])), aux)
+            error = float(total) / patterns.shape[0]
+            if not np.isfinite(error):
+                # keep the last finite iterate in the state; the diverged one is of no use
+                raise FloatingPointError(
+                    f"engines[{ctx.engine_index}]: the error became {error} at iteration {i}; "
+                    "lower the learning rates or raise the noise model's eps")
+            variables = new_variables
+            state.iteration += 1
+            state.record_error(error)
+            if flag_at(flags["positions"], i):
+                positions_np = np.asarray(variables["positions"]) * sampling
+            if observers.iteration_done(state, lambda: _write_back(state, variables, sampling), i, plan.niter):
+                logger.info("engine %d stopped early at iteration %d", ctx.engine_index, i)
+                break
+    finally:
+        # also on Ctrl-C or an error: the state keeps the last completed iteration
+        _write_back(state, variables, sampling)
+    return state
+
+
+def _write_back(state: ReconsState, variables: dict[str, Any], sampling: np.ndarray) -> ReconsState:
+    """Copy the engine's variables into ``state`` (positions back to A)."""
+    state.object_slices = variables["object"]
+    state.probe_modes = variables["probe"]
+    state.positions_A = np.asarray(variables["positions"], np.float64) * sampling
+    state.tilt_mrad = np.asarray(variables["tilt"])
+    return state

@@ -1,0 +1,100 @@
+"""The reconstruction output format: one HDF5 file per saved state, written atomically.
+
+Layout: root attributes ``file_type = "phaser_state"``, ``format_version``, ``phaser_version``,
+``kv``, ``wavelength_A``, ``sampling_A``, ``iteration``, ``scan_shape`` and ``plan`` (the
+resolved plan as YAML); datasets ``probe`` (M, N, N), ``object`` (S, Ny, Nx),
+``slice_thicknesses_A``, ``positions_A`` (P, 2), ``initial_positions_A``, ``tilt_mrad``,
+``error_history`` and ``error_iterations``. A file is written beside its final name and renamed,
+so a run interrupted while saving leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from phaser import __version__
+from phaser.backend import to_numpy
+from phaser.state import ReconsState
+
+FILE_TYPE = "phaser_state"
+FORMAT_VERSION = "1.0"
+
+
+class StateFileError(ValueError):
+    """A state file that cannot be read; the message names the file and what is wrong."""
+
+
+def save_state(path: str | Path, state: ReconsState, plan_yaml: str | None = None) -> Path:
+    """Write ``state`` to ``path`` (HDF5) atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with h5py.File(partial, "w") as f:
+        f.attrs.update({
+            "file_type": FILE_TYPE, "format_version": FORMAT_VERSION, "phaser_version": __version__,
+            "kv": state.kv, "wavelength_A": state.wavelength_A, "sampling_A": np.asarray(state.sampling_A),
+            "iteration": state.iteration,
+        })
+        if state.scan_shape is not None:
+            f.attrs["scan_shape"] = np.asarray(state.scan_shape)
+        if plan_yaml is not None:
+            f.attrs["plan"] = plan_yaml
+        f["probe"] = to_numpy(state.probe_modes)
+        f["object"] = to_numpy(state.object_slices)
+        f["slice_thicknesses_A"] = np.asarray(state.slice_thicknesses_A, np.float64)
+        f["positions_A"] = to_numpy(state.positions_A)
+        f["initial_positions_A"] = np.asarray(state.initial_positions_A)
+        f["tilt_mrad"] = to_numpy(state.tilt_mrad)
+        f["error_history"] = np.asarray(state.error_history, np.float64)
+        f["error_iterations"] = np.asarray(state.error_iterations, np.int64)
+    os.replace(partial, path)
+    return path
+
+
+def load_state(path: str | Path) -> ReconsState:
+    """Read a state written by :func:`save_state` (arrays as numpy)."""
+    path = Path(path)
+    if not path.exists():
+        raise StateFileError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("file_type") != FILE_TYPE:
+                raise StateFileError(f"{path}: not a phaser state file (file_type {f.attrs.get('file_type')!r})")
+            missing = [k for k in ("probe", "object", "positions_A") if k not in f]
+            if missing:
+                raise StateFileError(f"{path}: missing dataset(s) {', '.join(missing)}")
+
+            def read(name: str, default: Any = None) -> Any:
+                return f[name][()] if name in f else default
+
+            positions = read("positions_A")
+            scan_shape = f.attrs.get("scan_shape")
+            return ReconsState(
+                kv=float(f.attrs["kv"]),
+                wavelength_A=float(f.attrs["wavelength_A"]),
+                sampling_A=tuple(float(v) for v in f.attrs["sampling_A"]),  # type: ignore[arg-type]
+                probe_modes=read("probe"),
+                object_slices=read("object"),
+                slice_thicknesses_A=read("slice_thicknesses_A", np.zeros(1)),
+                positions_A=positions,
+                initial_positions_A=read("initial_positions_A", positions.copy()),
+                tilt_mrad=read("tilt_mrad", np.zeros_like(positions)),
+                scan_shape=tuple(int(v) for v in scan_shape) if scan_shape is not None else None,
+                iteration=int(f.attrs.get("iteration", 0)),
+                error_history=[float(v) for v in read("error_history", [])],
+                error_iterations=[int(v) for v in read("error_iterations", [])],
+            )
+    except OSError as exc:
+        raise StateFileError(f"{path}: cannot be read as HDF5 (truncated or not HDF5?): {exc}") from None
+
+
+def read_plan_yaml(path: str | Path) -> str | None:
+    """The resolved plan stored in a state file, if any."""
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("plan")
+        return value.decode() if isinstance(value, bytes) else value

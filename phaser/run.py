@@ -1,0 +1,136 @@
+"""Running a plan: load the data, initialise the state, run each engine, report to observers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phaser.backend import get_backend, make_rng
+from phaser.engines.context import EngineContext
+from phaser.engines.resample import prepare_for_engine
+from phaser.initial import InitContext, object_shape_for, place_positions
+from phaser.io.raw_data import RawData, RawDataError
+from phaser.io.state_file import load_state
+from phaser.observers import Observer, ObserverSet
+from phaser.physics.constants import electron_wavelength_A
+from phaser.physics.grids import real_space_sampling_A
+from phaser.plan.schema import ReconsPlan, slice_thicknesses
+from phaser.state import ReconsState
+
+logger = logging.getLogger("phaser")
+
+
+@dataclass
+class LoadedData:
+    """Patterns flattened to ``(P, N, N)`` (centred) and the metadata the run settled on."""
+
+    patterns: np.ndarray
+    raw: RawData
+    kv: float
+    wavelength_A: float
+    diff_step_mrad: float
+
+
+def load_data(plan: ReconsPlan, rng: np.random.Generator) -> LoadedData:
+    """Run the raw-data hook and the post-load hooks; check what the reconstruction needs."""
+    raw = plan.raw_data()
+    for hook in plan.post_load:
+        raw = hook(raw, rng)
+    if raw.kv is None and plan.wavelength is None:
+        raise RawDataError("raw_data.kv: the accelerating voltage is neither in the file nor in the plan")
+    if raw.diff_step_mrad is None:
+        raise RawDataError("raw_data.diff_step: the detector pixel size [mrad] is neither in the file nor in the plan")
+    wavelength = plan.wavelength or electron_wavelength_A(raw.kv)  # type: ignore[arg-type]
+    patterns = raw.flat_patterns().astype(np.float32, copy=False)
+    return LoadedData(patterns, raw, float(raw.kv or 0.0), wavelength, raw.diff_step_mrad)
+
+
+def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator) -> ReconsState:
+    """The starting state: from ``init.state`` if given, else from the init hooks (defaults filled)."""
+    pattern_shape = data.patterns.shape[-2:]
+    if plan.init.state is not None:
+        state = load_state(plan.init.state)
+        if state.n_positions != data.patterns.shape[0]:
+            raise RawDataError(f"init.state: {plan.init.state} has {state.n_positions} positions but the data "
+                               f"have {data.patterns.shape[0]} patterns")
+        return state
+    sampling = real_space_sampling_A(data.wavelength_A, pattern_shape, data.diff_step_mrad)
+    ctx = InitContext(
+        wavelength_A=data.wavelength_A, sampling_A=sampling, probe_shape=pattern_shape,
+        mean_pattern_intensity=float(data.patterns.sum(axis=(-2, -1)).mean()), rng=rng,
+        scan_shape=data.raw.scan_shape, scan_step_A=data.raw.scan_step_A,
+    )
+    scan_hook = plan.init.scan or _default_hook("scan", "raster")
+    positions = np.asarray(scan_hook(ctx), dtype=np.float64)
+    if positions.shape[0] != data.patterns.shape[0]:
+        raise RawDataError(f"init.scan: the scan has {positions.shape[0]} positions but the data have "
+                           f"{data.patterns.shape[0]} patterns")
+    if plan.init.probe is None:
+        raise RawDataError("init.probe: required (e.g. {type: focused, conv_angle: 20, defocus: 100})")
+    probe = np.asarray(plan.init.probe(ctx))[None]
+    pad_px = plan.engines[0].obj_pad_px
+    positions = place_positions(positions, sampling, pattern_shape, pad_px)
+    thicknesses = slice_thicknesses(plan.slices)
+    object_shape = (len(thicknesses), *object_shape_for(positions / np.asarray(sampling), pattern_shape, pad_px))
+    object_ctx = InitContext(**{**ctx.__dict__, "object_shape": object_shape})
+    object_hook = plan.init.object or _default_hook("object", "random")
+    obj = np.asarray(object_hook(object_ctx))
+    scan_shape = data.raw.scan_shape or (plan.init.scan.props.shape if plan.init.scan else None)
+    return ReconsState(
+        kv=data.kv, wavelength_A=data.wavelength_A, sampling_A=sampling, probe_modes=probe, object_slices=obj,
+        slice_thicknesses_A=np.asarray(thicknesses), positions_A=positions, initial_positions_A=positions.copy(),
+        tilt_mrad=np.zeros_like(positions), scan_shape=tuple(scan_shape) if scan_shape else None,
+    )
+
+
+def _default_hook(kind: str, name: str) -> Any:
+    from phaser.hooks import Hook, entry
+
+    return Hook(kind, name, entry(kind, name).props_class())
+
+
+def run_engine(engine: Any, state: ReconsState, patterns: np.ndarray, ctx: EngineContext) -> ReconsState:
+    """Dispatch to the engine implementation named by ``engine.type``."""
+    if engine.type == "gradient":
+        from phaser.engines.gradient import run_gradient_engine
+
+        return run_gradient_engine(engine, state, patterns, ctx)
+    raise ValueError(f"engines[{ctx.engine_index}].type: {engine.type!r} has no implementation")
+
+
+def run_plan(plan: ReconsPlan, observers: list[Observer] | None = None) -> ReconsState:
+    """Run ``plan`` from its data to its last engine; returns the final state.
+
+    Observers hear of every step; whatever stops the run (an error, Ctrl-C) is reported to them
+    with the last complete state before it propagates.
+    """
+    watchers = ObserverSet(observers or [])
+    backend = get_backend(plan.resolved_backend(), plan.dtype)
+    rng = make_rng(plan.seed)
+    data = load_data(plan, rng)
+    state = initial_state(plan, data, rng)
+    watchers.run_started(plan, state)
+    try:
+        for index, engine in enumerate(plan.engines):
+            state.engine_index = index
+            state = prepare_for_engine(state, engine, plan, data.patterns.shape[-2:], rng)
+            watchers.engine_started(index, engine, state)
+            ctx = EngineContext(backend=backend, rng=rng, observers=watchers, engine_index=index)
+            state = run_engine(engine, state, data.patterns, ctx)
+            watchers.engine_finished(index, engine, state)
+    except BaseException as exc:
+        watchers.run_finished(state, exc)
+        raise
+    watchers.run_finished(state, None)
+    return state
+
+
+def output_dir(plan: ReconsPlan, base: Path | None = None) -> Path:
+    """The run's output folder: the first engine's ``save_options.out_dir`` with ``{name}`` filled."""
+    pattern = plan.engines[0].save_options.out_dir
+    folder = Path(pattern.format(name=plan.name))
+    return folder if folder.is_absolute() or base is None else base / folder
