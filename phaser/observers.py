@@ -104,7 +104,8 @@ class ProgressObserver(Observer):
             self._bar.close()
         if error is None and state.error_history:
             first, last = state.error_history[0], state.error_history[-1]
-            print(f"finished: {state.iteration} iterations, error {first:.5g} -> {last:.5g}", file=self.stream)
+            # the summary goes to stdout (the bar to its stream), so it survives `2>/dev/null`
+            print(f"finished: {state.iteration} iterations, error {first:.5g} -> {last:.5g}")
 
 
 class EarlyTermination(Observer):
