@@ -16,6 +16,12 @@ def _register_builtins() -> None:
         register("gradient_solver", name, f"optax:{name}", solvers.solver_props_class(name))
     for name, (function, props) in regularizers.COST_REGULARIZERS.items():
         register("cost_regularizer", name, f"phaser.regularizers:{function.__name__}", props)
+    from phaser.engines import conventional_props as conv
+
+    register("conventional_solver", "epie", "phaser.engines.conventional.epie:epie_update", conv.EPIESolverProps)
+    register("conventional_solver", "lsqml", "phaser.engines.conventional.lsqml:lsqml_update", conv.LSQMLSolverProps)
+    register("position_solver", "steepest_descent", "phaser.engines.conventional.positions:position_step",
+             conv.PositionSolverProps)
     _register_io()
 
 

@@ -181,7 +181,25 @@ class GradientEnginePlan(EnginePlanBase):
         return None
 
 
-EnginePlan = Annotated[Union[GradientEnginePlan], Field(discriminator="type")]
+class ConventionalEnginePlan(EnginePlanBase):
+    """ePIE or LSQML: analytic updates from the noise model's wavefront correction."""
+
+    type: Literal["conventional"] = "conventional"
+    noise_model: hook_field("noise_model")  # type: ignore[valid-type]
+    solver: hook_field("conventional_solver")  # type: ignore[valid-type]
+    position_solver: hook_field("position_solver") | None = None  # type: ignore[valid-type]
+    group_constraints: list[hook_field("group_constraint")] = Field(default_factory=list)  # type: ignore[valid-type]
+    iter_constraints: list[hook_field("iter_constraint")] = Field(default_factory=list)  # type: ignore[valid-type]
+    grouping: int | None = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _tilt_not_refined(self) -> ConventionalEnginePlan:
+        if self.niter > 0 and flag_ever(self.update_tilt, self.niter):
+            raise ValueError("update_tilt: tilt is refined by the gradient engine only")
+        return self
+
+
+EnginePlan = Annotated[Union[GradientEnginePlan, ConventionalEnginePlan], Field(discriminator="type")]
 
 
 class ReconsPlan(PlanModel):

@@ -1,0 +1,37 @@
+"""Plan parameters of the conventional engines' solvers (ePIE, LSQML) and position solver."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from phaser.hooks import HookProps
+from phaser.plan.schedules import Schedule
+
+
+class EPIESolverProps(HookProps):
+    """ePIE (multislice: 3PIE) step sizes."""
+
+    beta_object: Schedule = Field(1.0, description="object step size (0..2)")
+    beta_probe: Schedule = Field(1.0, description="probe step size (0..2)")
+
+
+class LSQMLSolverProps(HookProps):
+    """LSQML (Odstrcil et al. 2018) parameters."""
+
+    stochastic: bool = Field(True, description="update after each group (else once per iteration)")
+    beta_object: Schedule = Field(1.0, description="relaxation of the object step")
+    beta_probe: Schedule = Field(1.0, description="relaxation of the probe step")
+    illum_reg_object: Schedule = Field(1e-2, description="delta_O: regularization of the illumination normalisation")
+    illum_reg_probe: Schedule = Field(1e-2, description="delta_P: regularization of the object-transparency normalisation")
+    gamma: Schedule = Field(1e-4, description="regularization of the per-position step denominator")
+
+
+class PositionSolverProps(HookProps):
+    """Per-position gradient steps of the conventional engines."""
+
+    step_size: Schedule = Field(1e-2, description="step [px] per unit normalised gradient")
+    momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum")
+    max_step: float = Field(0.5, gt=0, description="largest move per iteration [px]")
+    kind: Literal["steepest_descent", "momentum"] = "steepest_descent"
