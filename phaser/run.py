@@ -40,11 +40,12 @@ def load_data(plan: ReconsPlan, rng: np.random.Generator) -> LoadedData:
     raw = plan.raw_data()
     for hook in plan.post_load:
         raw = hook(raw, rng)
-    if raw.kv is None and plan.wavelength is None:
+    wavelength = plan.wavelength or raw.extra.get("wavelength_A")
+    if raw.kv is None and wavelength is None:
         raise RawDataError("raw_data.kv: the accelerating voltage is neither in the file nor in the plan")
     if raw.diff_step_mrad is None:
         raise RawDataError("raw_data.diff_step: the detector pixel size [mrad] is neither in the file nor in the plan")
-    wavelength = plan.wavelength or electron_wavelength_A(raw.kv)  # type: ignore[arg-type]
+    wavelength = wavelength or electron_wavelength_A(raw.kv)  # type: ignore[arg-type]
     patterns = raw.flat_patterns().astype(np.float32, copy=False)
     return LoadedData(patterns, raw, float(raw.kv or 0.0), wavelength, raw.diff_step_mrad)
 

@@ -36,6 +36,8 @@ class ManualProps(HookProps):
     """Reciprocal-space size of a detector pixel (mrad per pixel)."""
     kv: PositiveFloat | None = None
     """Accelerating voltage (kV)."""
+    wavelength: PositiveFloat | None = None
+    """Electron wavelength (A); overrides the one computed from kV."""
     adu: PositiveFloat | None = None
     """Detector counts per electron (counts/e-); patterns are divided by it."""
     det_shape: tuple[PositiveInt, PositiveInt] | None = None
@@ -103,7 +105,8 @@ def load_manual(props: ManualProps) -> RawData:
         scan_shape=tuple(counts.shape[:2]) if counts.ndim == 4 else None,
         scan_step_A=meta.scan_step_A,
         source=path,
-        extra={"loader": "manual", "format": suffix.lstrip(".") or "raw"},
+        extra={"loader": "manual", "format": suffix.lstrip(".") or "raw",
+               **({"wavelength_A": props.wavelength} if props.wavelength is not None else {})},
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from pydantic import PositiveFloat, PositiveInt, model_validator
+from pydantic import AliasChoices, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from phaser.hooks import HookProps
 from phaser.io.raw_data import RawData, RawDataError
@@ -33,9 +33,9 @@ class CropProps(HookProps):
 
 
 class BinProps(HookProps):
-    """Parameters of :func:`bin_patterns`."""
+    """Parameters of :func:`bin_patterns` (``bin`` is the original plan format's name for ``factor``)."""
 
-    factor: PositiveInt
+    factor: PositiveInt = Field(validation_alias=AliasChoices("factor", "bin"))
     """Detector pixels summed into one along each axis (dimensionless)."""
 
 
@@ -53,6 +53,13 @@ class OffsetProps(HookProps):
     """Value subtracted from every pixel (electrons); results below 0 are clipped to 0."""
 
 
+class CropDataProps(HookProps):
+    """Parameters of :func:`crop_data` (the original plan format's scan crop)."""
+
+    crop: tuple[int | None, int | None, int | None, int | None]
+    """Scan window [y0, y1, x0, x1] in positions, Python slice bounds."""
+
+
 class PoissonProps(HookProps):
     """Parameters of :func:`add_poisson_noise`; give ``dose`` or ``scale``, not both."""
 
@@ -60,6 +67,8 @@ class PoissonProps(HookProps):
     """Mean electrons per pattern after scaling (e-/pattern); sets the scale."""
     scale: PositiveFloat | None = None
     """Factor applied before sampling (electrons per pattern unit); None and no dose means 1."""
+    gaussian: NonNegativeFloat | None = None
+    """Standard deviation of Gaussian read-out noise added after sampling (electrons)."""
 
     @model_validator(mode="after")
     def _dose_or_scale(self) -> PoissonProps:
@@ -143,9 +152,16 @@ def add_poisson_noise(raw: RawData, rng: np.random.Generator, props: PoissonProp
     else:
         factor = props.scale if props.scale is not None else 1.0
     noisy = rng.poisson(raw.patterns.astype(np.float64) * factor).astype(np.float32)
+    if props.gaussian:
+        noisy = np.maximum(noisy + rng.normal(0.0, props.gaussian, noisy.shape), 0).astype(np.float32)
     mean_dose = float(noisy.sum(dtype=np.float64)) / raw.n_patterns
     logger.info("poisson: scaled by %.4g, mean %.4g e-/pattern", factor, mean_dose)
     return raw.with_patterns(noisy)
+
+
+def crop_data(raw: RawData, rng: np.random.Generator, props: CropDataProps) -> RawData:
+    """Crop the raster scan to ``crop`` = [y0, y1, x0, x1] (the original format's hook)."""
+    return crop_patterns(raw, rng, CropProps(scan_crop=props.crop))
 
 
 def _name(raw: RawData) -> str:
@@ -155,6 +171,7 @@ def _name(raw: RawData) -> str:
 
 POST_LOAD_HOOKS: dict[str, tuple[str, type[HookProps]]] = {
     "crop": ("phaser.io.post_load:crop_patterns", CropProps),
+    "crop_data": ("phaser.io.post_load:crop_data", CropDataProps),
     "bin": ("phaser.io.post_load:bin_patterns", BinProps),
     "scale": ("phaser.io.post_load:scale_patterns", ScaleProps),
     "offset": ("phaser.io.post_load:offset_patterns", OffsetProps),

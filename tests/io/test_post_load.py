@@ -119,3 +119,17 @@ def test_registry_table_names_real_functions():
         module, _, function = ref.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), name
         assert props_class.__name__.endswith("Props")
+
+
+def test_original_format_names_are_accepted() -> None:
+    """``bin: {bin}``, ``crop_data: {crop}`` and ``poisson: {gaussian}`` as in the original plans."""
+    from phaser.plan.hook_types import hook_field
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(hook_field("post_load"))
+    raw = RawData(np.ones((4, 4, 8, 8), np.float32), scan_shape=(4, 4))
+    rng = np.random.default_rng(0)
+    assert adapter.validate_python({"type": "bin", "bin": 2})(raw, rng).patterns.shape == (4, 4, 4, 4)
+    assert adapter.validate_python({"type": "crop_data", "crop": [0, 2, 1, 3]})(raw, rng).scan_shape == (2, 2)
+    noisy = adapter.validate_python({"type": "poisson", "scale": 100.0, "gaussian": 2.0})(raw, rng)
+    assert noisy.patterns.min() >= 0 and abs(noisy.patterns.mean() - 100.0) < 2.0
