@@ -100,6 +100,10 @@ def run_engine(engine: Any, state: ReconsState, patterns: np.ndarray, ctx: Engin
         from phaser.engines.gradient import run_gradient_engine
 
         return run_gradient_engine(engine, state, patterns, ctx)
+    if engine.type == "conventional":
+        from phaser.engines.conventional.run import run_conventional_engine
+
+        return run_conventional_engine(engine, state, patterns, ctx)
     raise ValueError(f"engines[{ctx.engine_index}].type: {engine.type!r} has no implementation")
 
 

@@ -154,9 +154,9 @@ def test_cli_simulate_then_run_example_plan(tmp_path: Path) -> None:
     """The README's main job, on a smaller scan: simulate, then run the single-slice example plan."""
     examples = Path(__file__).resolve().parents[1] / "plans" / "examples"
     data = yaml.safe_load((examples / "gradient_1slice.yaml").read_text())
-    data["raw_data"]["path"] = str(tmp_path / "sim.h5")
+    data["raw_data"]["path"] = str(tmp_path / "new" / "sim.h5")
     data["engines"][0]["niter"] = 3
-    assert main(["simulate", "--out", str(tmp_path / "sim.h5"), "--scan", "8", "8"]) == 0
+    assert main(["simulate", "--out", str(tmp_path / "new" / "sim.h5"), "--scan", "8", "8"]) == 0
     plan_path = tmp_path / "plan.yaml"
     plan_path.write_text(yaml.safe_dump(data))
     assert main(["run", str(plan_path), "--out-dir", str(tmp_path / "o")]) == 0

@@ -21,7 +21,9 @@ def cut_patches(obj: Any, top_left: Any, patch_shape: tuple[int, int]) -> Any:
     n_slices = obj.shape[0]
 
     def cut(corner: Any) -> Any:
-        return jax.lax.dynamic_slice(obj, (0, corner[0], corner[1]), (n_slices, *patch_shape))
+        # the leading index must share the corners' integer type (int64 under jax_enable_x64)
+        return jax.lax.dynamic_slice(obj, (jnp.zeros((), corner.dtype), corner[0], corner[1]),
+                                     (n_slices, *patch_shape))
 
     return jax.vmap(cut)(top_left)
 

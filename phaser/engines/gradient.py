@@ -11,9 +11,10 @@ complex variable z is ``-2 dL/dz*``, which is ``-conj(jax.grad(L))``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

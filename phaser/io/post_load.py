@@ -9,7 +9,14 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from pydantic import AliasChoices, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 from phaser.hooks import HookProps
 from phaser.io.raw_data import RawData, RawDataError

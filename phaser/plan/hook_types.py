@@ -8,7 +8,7 @@ parameters against the hook's props class (errors carry the full field path) and
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -106,7 +106,7 @@ def hook_field(kind: str) -> Any:
     members.append(Annotated[_CustomHookModel, WrapValidator(_custom_to_hook(kind)), Tag(CUSTOM_TAG)])
     expected = ", ".join(names) or "(none built in)"
     return Annotated[
-        Union[tuple(members)],  # type: ignore[valid-type]
+        tuple(members),  # type: ignore[valid-type]
         Discriminator(
             _discriminate(kind),
             custom_error_type="unknown_hook",

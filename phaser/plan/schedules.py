@@ -157,7 +157,7 @@ class ExponentialSchedule(_Model):
 
 
 ScheduleModel = Annotated[
-    Union[ConstantSchedule, PiecewiseSchedule, ExprSchedule, CosineSchedule, ExponentialSchedule],
+    ConstantSchedule | PiecewiseSchedule | ExprSchedule | CosineSchedule | ExponentialSchedule,
     Field(discriminator="type"),
 ]
 Schedule = Union[float, ScheduleModel]

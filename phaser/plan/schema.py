@@ -199,7 +199,7 @@ class ConventionalEnginePlan(EnginePlanBase):
         return self
 
 
-EnginePlan = Annotated[Union[GradientEnginePlan, ConventionalEnginePlan], Field(discriminator="type")]
+EnginePlan = Annotated[GradientEnginePlan | ConventionalEnginePlan, Field(discriminator="type")]
 
 
 class ReconsPlan(PlanModel):

@@ -123,8 +123,10 @@ def incoherent_probe_modes(
     """``len(weights)`` orthogonal probe modes ``(M, N, N)`` from one coherent probe.
 
     Mode 0 is ``probe``; mode ``k`` starts as ``probe`` times a smooth random phase (correlation
-    length ~N/8 px, ~1.5 rad rms); the modes are orthogonalised by QR over flattened pixels and
-    scaled so that mode ``k`` carries ``weights[k] / sum(weights) * total_intensity``.
+    length ~N/8 px, ~1.5 rad rms), cut back to the probe's aperture in reciprocal space (a real
+    partially coherent probe passes the same condenser aperture); the modes are orthogonalised by
+    QR over flattened pixels and scaled so that mode ``k`` carries
+    ``weights[k] / sum(weights) * total_intensity``.
     """
     weights_arr = np.asarray(weights, dtype=np.float64)
     if weights_arr.ndim != 1 or weights_arr.size == 0 or (weights_arr <= 0).any():
@@ -134,10 +136,12 @@ def incoherent_probe_modes(
     fx = np.fft.fftfreq(shape[1])[None, :]
     low_pass = np.exp(-(fy**2 + fx**2) * (shape[0] / 8) ** 2 * 2 * math.pi**2)
     modes = [probe.astype(np.complex128)]
+    spectrum = np.abs(np.fft.fft2(modes[0]))
+    support = spectrum > 1e-6 * spectrum.max()
     for _ in range(1, weights_arr.size):
         smooth = np.fft.ifft2(np.fft.fft2(rng.normal(size=shape)) * low_pass).real
         smooth *= 1.5 / max(float(smooth.std()), 1e-12)
-        modes.append(modes[0] * np.exp(1j * smooth))
+        modes.append(np.fft.ifft2(np.fft.fft2(modes[0] * np.exp(1j * smooth)) * support))
     flat = np.stack([m.ravel() for m in modes], axis=1)  # (N*N, M)
     q, r = np.linalg.qr(flat)
     diag = np.diag(r)

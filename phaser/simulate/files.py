@@ -26,8 +26,9 @@ from phaser.simulate.dataset import SimulatedDataset
 
 
 def write_dataset(ds: SimulatedDataset, path: str | Path) -> Path:
-    """Write ``ds`` to the HDF5 file ``path`` (overwritten), returning the path."""
+    """Write ``ds`` to the HDF5 file ``path`` (overwritten, folders created), returning the path."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         patterns = f.create_dataset("patterns", data=ds.patterns.astype(np.float32))
         patterns.attrs["kv"] = ds.kv

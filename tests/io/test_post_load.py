@@ -123,8 +123,9 @@ def test_registry_table_names_real_functions():
 
 def test_original_format_names_are_accepted() -> None:
     """``bin: {bin}``, ``crop_data: {crop}`` and ``poisson: {gaussian}`` as in the original plans."""
-    from phaser.plan.hook_types import hook_field
     from pydantic import TypeAdapter
+
+    from phaser.plan.hook_types import hook_field
 
     adapter = TypeAdapter(hook_field("post_load"))
     raw = RawData(np.ones((4, 4, 8, 8), np.float32), scan_shape=(4, 4))
