@@ -8,7 +8,7 @@ parameters against the hook's props class (errors carry the full field path) and
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BeforeValidator,
@@ -106,7 +106,7 @@ def hook_field(kind: str) -> Any:
     members.append(Annotated[_CustomHookModel, WrapValidator(_custom_to_hook(kind)), Tag(CUSTOM_TAG)])
     expected = ", ".join(names) or "(none built in)"
     return Annotated[
-        tuple(members),  # type: ignore[valid-type]
+        Union[tuple(members)],  # type: ignore[valid-type]  # noqa: UP007 (a runtime-built union)
         Discriminator(
             _discriminate(kind),
             custom_error_type="unknown_hook",
