@@ -82,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     from phaser.plan import PlanError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.handler(args) or 0)
     except (PlanError, RawDataError, StateFileError, FloatingPointError, ValueError) as exc:

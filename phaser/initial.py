@@ -48,8 +48,16 @@ class FocusedProbeProps(HookProps):
 def focused(ctx: InitContext, props: FocusedProbeProps) -> np.ndarray:
     """Focused probe ``(N, N)`` complex, scaled to the mean electrons per pattern."""
     aberrations = parse_aberrations([{"c1": props.defocus}, *props.aberrations])
-    return focused_probe(np, ctx.probe_shape, ctx.sampling_A, ctx.wavelength_A, props.conv_angle,
-                         aberrations, total_intensity=ctx.mean_pattern_intensity, dtype=np.float64)
+    return focused_probe(
+        np,
+        ctx.probe_shape,
+        ctx.sampling_A,
+        ctx.wavelength_A,
+        props.conv_angle,
+        aberrations,
+        total_intensity=ctx.mean_pattern_intensity,
+        dtype=np.float64,
+    )
 
 
 class RasterScanProps(HookProps):
@@ -59,7 +67,8 @@ class RasterScanProps(HookProps):
     step_size: float | tuple[float, float] | None = Field(None, description="step [A], or (y, x)")
     rotation: float | None = Field(None, description="scan rotation, counter-clockwise [deg]")
     affine: tuple[tuple[float, float], tuple[float, float]] | None = Field(
-        None, description="2x2 distortion matrix acting on (y, x), applied before the rotation")
+        None, description="2x2 distortion matrix acting on (y, x), applied before the rotation"
+    )
 
 
 def raster(ctx: InitContext, props: RasterScanProps) -> np.ndarray:
@@ -93,8 +102,9 @@ def object_shape_for(positions_px: np.ndarray, probe_shape: tuple[int, int], pad
     return tuple(int(np.ceil(span[i] + probe_shape[i] + 2 * pad_px)) + 1 for i in range(2))  # type: ignore[return-value]
 
 
-def place_positions(positions_A: np.ndarray, sampling_A: tuple[float, float], probe_shape: tuple[int, int],
-                    pad_px: float) -> np.ndarray:
+def place_positions(
+    positions_A: np.ndarray, sampling_A: tuple[float, float], probe_shape: tuple[int, int], pad_px: float
+) -> np.ndarray:
     """Shift zero-mean positions [A] into the object frame, leaving ``N/2 + pad_px`` before the first."""
     sampling = np.asarray(sampling_A)
     origin = positions_A.min(axis=0) - (np.asarray(probe_shape) / 2 + pad_px) * sampling

@@ -85,8 +85,14 @@ class ProgressObserver(Observer):
     def engine_started(self, index: int, engine: Any, state: ReconsState) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=engine.niter, desc=f"engine {index} ({engine.type})", unit="iter",
-                         file=self.stream, leave=True, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=engine.niter,
+            desc=f"engine {index} ({engine.type})",
+            unit="iter",
+            file=self.stream,
+            leave=True,
+            dynamic_ncols=True,
+        )
 
     def iteration_done(self, state: ReconsState, sync: Callable[[], Any], i: int, niter: int) -> bool:
         if self._bar is not None:
@@ -127,7 +133,9 @@ class EarlyTermination(Observer):
     def iteration_done(self, state: ReconsState, sync: Callable[[], Any], i: int, niter: int) -> bool:
         error = state.error_history[-1]
         # exponential smoothing: a small factor averages over ~1/factor iterations
-        self.smoothed = error if self.smoothed is None else self.smoothing * error + (1 - self.smoothing) * self.smoothed
+        self.smoothed = (
+            error if self.smoothed is None else self.smoothing * error + (1 - self.smoothing) * self.smoothed
+        )
         if self.smoothed < self.best:
             self.best, self.since_best = self.smoothed, 0
         else:

@@ -56,20 +56,28 @@ def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator) 
     if plan.init.state is not None:
         state = load_state(plan.init.state)
         if state.n_positions != data.patterns.shape[0]:
-            raise RawDataError(f"init.state: {plan.init.state} has {state.n_positions} positions but the data "
-                               f"have {data.patterns.shape[0]} patterns")
+            raise RawDataError(
+                f"init.state: {plan.init.state} has {state.n_positions} positions but the data "
+                f"have {data.patterns.shape[0]} patterns"
+            )
         return state
     sampling = real_space_sampling_A(data.wavelength_A, pattern_shape, data.diff_step_mrad)
     ctx = InitContext(
-        wavelength_A=data.wavelength_A, sampling_A=sampling, probe_shape=pattern_shape,
-        mean_pattern_intensity=float(data.patterns.sum(axis=(-2, -1)).mean()), rng=rng,
-        scan_shape=data.raw.scan_shape, scan_step_A=data.raw.scan_step_A,
+        wavelength_A=data.wavelength_A,
+        sampling_A=sampling,
+        probe_shape=pattern_shape,
+        mean_pattern_intensity=float(data.patterns.sum(axis=(-2, -1)).mean()),
+        rng=rng,
+        scan_shape=data.raw.scan_shape,
+        scan_step_A=data.raw.scan_step_A,
     )
     scan_hook = plan.init.scan or _default_hook("scan", "raster")
     positions = np.asarray(scan_hook(ctx), dtype=np.float64)
     if positions.shape[0] != data.patterns.shape[0]:
-        raise RawDataError(f"init.scan: the scan has {positions.shape[0]} positions but the data have "
-                           f"{data.patterns.shape[0]} patterns")
+        raise RawDataError(
+            f"init.scan: the scan has {positions.shape[0]} positions but the data have "
+            f"{data.patterns.shape[0]} patterns"
+        )
     if plan.init.probe is None:
         raise RawDataError("init.probe: required (e.g. {type: focused, conv_angle: 20, defocus: 100})")
     probe = np.asarray(plan.init.probe(ctx))[None]
@@ -82,9 +90,16 @@ def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator) 
     obj = np.asarray(object_hook(object_ctx))
     scan_shape = data.raw.scan_shape or (plan.init.scan.props.shape if plan.init.scan else None)
     return ReconsState(
-        kv=data.kv, wavelength_A=data.wavelength_A, sampling_A=sampling, probe_modes=probe, object_slices=obj,
-        slice_thicknesses_A=np.asarray(thicknesses), positions_A=positions, initial_positions_A=positions.copy(),
-        tilt_mrad=np.zeros_like(positions), scan_shape=tuple(scan_shape) if scan_shape else None,
+        kv=data.kv,
+        wavelength_A=data.wavelength_A,
+        sampling_A=sampling,
+        probe_modes=probe,
+        object_slices=obj,
+        slice_thicknesses_A=np.asarray(thicknesses),
+        positions_A=positions,
+        initial_positions_A=positions.copy(),
+        tilt_mrad=np.zeros_like(positions),
+        scan_shape=tuple(scan_shape) if scan_shape else None,
     )
 
 

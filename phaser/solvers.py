@@ -22,8 +22,23 @@ from phaser.plan.schedules import Schedule, schedule_at
 
 # The optax optimizers offered by name: those whose first argument is a learning rate.
 OPTAX_SOLVERS: tuple[str, ...] = (
-    "adam", "sgd", "adamw", "nadam", "radam", "adamax", "amsgrad", "adabelief", "adagrad",
-    "rmsprop", "lamb", "lion", "yogi", "novograd", "sm3", "fromage", "sign_sgd",
+    "adam",
+    "sgd",
+    "adamw",
+    "nadam",
+    "radam",
+    "adamax",
+    "amsgrad",
+    "adabelief",
+    "adagrad",
+    "rmsprop",
+    "lamb",
+    "lion",
+    "yogi",
+    "novograd",
+    "sm3",
+    "fromage",
+    "sign_sgd",
 )
 
 
@@ -36,7 +51,8 @@ class OptaxSolverProps(HookProps):
     def numeric(self) -> dict[str, Schedule]:
         """Arguments that are numbers or schedules (traced)."""
         return {k: v for k, v in self.model_dump().items() if k != "learning_rate" and _is_numeric(v)} | {
-            "learning_rate": self.learning_rate}
+            "learning_rate": self.learning_rate
+        }
 
     def static(self) -> dict[str, Any]:
         """Arguments fixed for the engine (flags, None, strings)."""
@@ -58,24 +74,31 @@ def solver_props_class(name: str) -> type[OptaxSolverProps]:
             if unknown:
                 raise ValueError(
                     f"optax.{name} takes no argument {', '.join(map(repr, unknown))}; "
-                    f"it takes {', '.join(sorted(allowed))}")
+                    f"it takes {', '.join(sorted(allowed))}"
+                )
         return values
 
-    return type(f"{name.title().replace('_', '')}SolverProps", (OptaxSolverProps,), {
-        "__doc__": f"Keyword arguments of optax.{name} (numbers may be schedules).",
-        "_known_arguments": model_validator(mode="before")(classmethod(check)),
-    })
+    return type(
+        f"{name.title().replace('_', '')}SolverProps",
+        (OptaxSolverProps,),
+        {
+            "__doc__": f"Keyword arguments of optax.{name} (numbers may be schedules).",
+            "_known_arguments": model_validator(mode="before")(classmethod(check)),
+        },
+    )
 
 
 @cache
-def _optimizer(name: str, numeric_names: tuple[str, ...], static_items: tuple[tuple[str, Any], ...]) -> optax.GradientTransformation:
+def _optimizer(
+    name: str, numeric_names: tuple[str, ...], static_items: tuple[tuple[str, Any], ...]
+) -> optax.GradientTransformation:
     # Cached per structure, so repeated engines and study trials reuse one transformation object and
     # therefore one compiled iteration; the numbers themselves live in the optimizer state.
     factory = getattr(optax, name)
     placeholders = {k: 0.0 for k in numeric_names}
     return optax.inject_hyperparams(
-        factory, static_args=tuple(k for k, _ in static_items), hyperparam_dtype=jnp.float32)(
-        **placeholders, **dict(static_items))
+        factory, static_args=tuple(k for k, _ in static_items), hyperparam_dtype=jnp.float32
+    )(**placeholders, **dict(static_items))
 
 
 def make_optimizer(name: str, props: OptaxSolverProps) -> optax.GradientTransformation:

@@ -16,9 +16,7 @@ MODELS = sorted(NOISE_LOSSES)
 def _params(name: str, **overrides) -> dict:
     """The props' numeric fields as float32 scalars, as the gradient engine passes them."""
     values = {**NOISE_PROPS[name]().model_dump(), **overrides}
-    return {
-        k: jnp.asarray(v, jnp.float32) for k, v in values.items() if isinstance(v, (int, float))
-    }
+    return {k: jnp.asarray(v, jnp.float32) for k, v in values.items() if isinstance(v, (int, float))}
 
 
 def _measured(seed: int = 0) -> np.ndarray:
@@ -63,9 +61,7 @@ def test_minimal_at_truth_along_random_directions(name):
         losses = {}
         for t in (-0.3, -0.1, 0.0, 0.1, 0.3):
             model = jnp.asarray(measured * (1.0 + t * direction), jnp.float32)
-            losses[t] = float(
-                jnp.sum(NOISE_LOSSES[name](jnp, model, jnp.asarray(measured), params))
-            )
+            losses[t] = float(jnp.sum(NOISE_LOSSES[name](jnp, model, jnp.asarray(measured), params)))
         assert abs(losses[0.0]) < 1e-2
         for t in (0.1, 0.3):
             assert losses[t] > losses[0.0] + 1.0 and losses[-t] > losses[0.0] + 1.0
@@ -130,13 +126,9 @@ def test_poisson_is_negative_log_likelihood_up_to_a_constant():
 def test_amplitude_and_gaussian_values():
     measured = _measured(5).astype(np.float64)
     model = measured + 2.0
-    amp = NOISE_LOSSES["amplitude"](
-        np, model, measured, {"eps": 0.0, "offset": 0.0, "gaussian_variance": 0.1}
-    )
+    amp = NOISE_LOSSES["amplitude"](np, model, measured, {"eps": 0.0, "offset": 0.0, "gaussian_variance": 0.1})
     expected = 2.0 / 1.1 * np.sum((np.sqrt(model) - np.sqrt(measured)) ** 2, axis=(-2, -1))
     np.testing.assert_allclose(amp, expected, rtol=1e-10)
     gauss = NOISE_LOSSES["gaussian"](np, model, measured, {"eps": 0.0, "offset": 0.0})
-    expected = np.sum(4.0 * np.ones_like(measured), axis=(-2, -1)) / (
-        2 * measured.mean(axis=(-2, -1))
-    )
+    expected = np.sum(4.0 * np.ones_like(measured), axis=(-2, -1)) / (2 * measured.mean(axis=(-2, -1)))
     np.testing.assert_allclose(gauss, expected, rtol=1e-10)

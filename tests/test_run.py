@@ -22,23 +22,41 @@ from phaser.simulate.files import write_dataset
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "sim.h5"
-    ds = simulate_dataset(kv=200.0, conv_angle_mrad=20.0, defocus_A=100.0, diff_step_mrad=2.0, scan_step_A=0.6,
-                          pattern_shape=(32, 32), scan_shape=(8, 8), dose_per_pattern=1e5, seed=0)
+    ds = simulate_dataset(
+        kv=200.0,
+        conv_angle_mrad=20.0,
+        defocus_A=100.0,
+        diff_step_mrad=2.0,
+        scan_step_A=0.6,
+        pattern_shape=(32, 32),
+        scan_shape=(8, 8),
+        dose_per_pattern=1e5,
+        seed=0,
+    )
     return write_dataset(ds, path)
 
 
 def plan_data(data_path: Path, niter: int = 4) -> dict:
     return {
-        "name": "run", "backend": "jax", "seed": 3,
+        "name": "run",
+        "backend": "jax",
+        "seed": 3,
         "raw_data": {"type": "manual", "path": str(data_path)},
         "init": {"probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}},
-        "engines": [{
-            "type": "gradient", "niter": niter, "grouping": 16,
-            "noise_model": {"type": "amplitude"},
-            "solvers": {"object": {"type": "adam", "learning_rate": 0.05},
-                        "probe": {"type": "adam", "learning_rate": 0.01}},
-            "save": {"every": 2}, "save_images": {"every": 4},
-        }],
+        "engines": [
+            {
+                "type": "gradient",
+                "niter": niter,
+                "grouping": 16,
+                "noise_model": {"type": "amplitude"},
+                "solvers": {
+                    "object": {"type": "adam", "learning_rate": 0.05},
+                    "probe": {"type": "adam", "learning_rate": 0.01},
+                },
+                "save": {"every": 2},
+                "save_images": {"every": 4},
+            }
+        ],
     }
 
 

@@ -24,7 +24,9 @@ class LSQMLSolverProps(HookProps):
     beta_object: Schedule = Field(1.0, description="relaxation of the object step")
     beta_probe: Schedule = Field(1.0, description="relaxation of the probe step")
     illum_reg_object: Schedule = Field(1e-2, description="delta_O: regularization of the illumination normalisation")
-    illum_reg_probe: Schedule = Field(1e-2, description="delta_P: regularization of the object-transparency normalisation")
+    illum_reg_probe: Schedule = Field(
+        1e-2, description="delta_P: regularization of the object-transparency normalisation"
+    )
     gamma: Schedule = Field(1e-4, description="regularization of the per-position step denominator")
 
 

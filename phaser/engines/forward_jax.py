@@ -22,8 +22,7 @@ def cut_patches(obj: Any, top_left: Any, patch_shape: tuple[int, int]) -> Any:
 
     def cut(corner: Any) -> Any:
         # the leading index must share the corners' integer type (int64 under jax_enable_x64)
-        return jax.lax.dynamic_slice(obj, (jnp.zeros((), corner.dtype), corner[0], corner[1]),
-                                     (n_slices, *patch_shape))
+        return jax.lax.dynamic_slice(obj, (jnp.zeros((), corner.dtype), corner[0], corner[1]), (n_slices, *patch_shape))
 
     return jax.vmap(cut)(top_left)
 

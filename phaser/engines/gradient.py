@@ -55,7 +55,9 @@ def _numeric_params(props: Any) -> dict[str, Any]:
     return out
 
 
-def _group_loss(structure: _Structure, variables: dict[str, Any], batch: tuple[Any, ...], aux: dict[str, Any]) -> tuple[Any, Any]:
+def _group_loss(
+    structure: _Structure, variables: dict[str, Any], batch: tuple[Any, ...], aux: dict[str, Any]
+) -> tuple[Any, Any]:
     idx, weights = batch
     positions = variables["positions"][idx]
     if structure.model_tilt:
@@ -67,7 +69,10 @@ def _group_loss(structure: _Structure, variables: dict[str, Any], batch: tuple[A
     per_pattern = structure.noise_loss(jnp, model, measured, aux["noise_params"])
     data = jnp.sum(weights * per_pattern)
     share = jnp.sum(weights) / aux["n_positions"]
-    cost = sum((fn(jnp, variables, p) for fn, p in zip(structure.regularizers, aux["reg_params"])), jnp.asarray(0.0))
+    cost = sum(
+        (fn(jnp, variables, p) for fn, p in zip(structure.regularizers, aux["reg_params"], strict=True)),
+        jnp.asarray(0.0),
+    )
     return data + share * cost, data
 
 
@@ -82,7 +87,9 @@ def _apply_solvers(structure: _Structure, variables, opt_states, grads, masks, m
             updates = updates * members[:, None]  # only the group's own positions move
         on = masks[name]
         variables[name] = variables[name] + (on * updates).astype(variables[name].dtype)
-        opt_states[name] = jax.tree_util.tree_map(lambda new, old: jnp.where(on > 0, new, old), new_state, opt_states[name])
+        opt_states[name] = jax.tree_util.tree_map(
+            lambda new, old, on=on: jnp.where(on > 0, new, old), new_state, opt_states[name]
+        )
     return variables, opt_states
 
 
@@ -111,7 +118,9 @@ def _set_hyperparameters(state: Any, values: dict[str, float]) -> Any:
     return state._replace(hyperparams=hyper)
 
 
-def run_gradient_engine(plan: GradientEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext) -> ReconsState:
+def run_gradient_engine(
+    plan: GradientEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext
+) -> ReconsState:
     """Run ``plan.niter`` iterations of gradient descent on ``state``; returns the updated state.
 
     ``patterns`` are ``(P, N, N)`` measured intensities, centred. The error of each iteration is the
@@ -122,11 +131,24 @@ def run_gradient_engine(plan: GradientEnginePlan, state: ReconsState, patterns: 
     probe_shape = state.probe_shape
     n_slices = state.n_slices
     thicknesses = np.asarray(state.slice_thicknesses_A, dtype=np.float64)
-    base_props = np.stack([
-        fresnel_propagator(np, probe_shape, state.sampling_A, state.wavelength_A, float(dz),
-                           bwlim_frac=plan.bwlim_frac, dtype=np.float64)
-        for dz in thicknesses[:-1]
-    ]) if n_slices > 1 else np.ones((0, *probe_shape))
+    base_props = (
+        np.stack(
+            [
+                fresnel_propagator(
+                    np,
+                    probe_shape,
+                    state.sampling_A,
+                    state.wavelength_A,
+                    float(dz),
+                    bwlim_frac=plan.bwlim_frac,
+                    dtype=np.float64,
+                )
+                for dz in thicknesses[:-1]
+            ]
+        )
+        if n_slices > 1
+        else np.ones((0, *probe_shape))
+    )
     ky, kx = fft_frequencies(np, probe_shape, state.sampling_A, np.float64)
     sampling = np.asarray(state.sampling_A)
 
@@ -143,7 +165,9 @@ def run_gradient_engine(plan: GradientEnginePlan, state: ReconsState, patterns: 
         noise_loss=plan.noise_model.function(),
         solvers=tuple((name, make_optimizer(solver_hooks[name].name, solver_hooks[name].props)) for name in active),
         regularizers=tuple(hook.function() for hook in plan.regularizers),
-        model_tilt=bool(n_slices > 1 and (flag_ever(flags["tilt"], plan.niter) or np.any(np.asarray(state.tilt_mrad) != 0))),
+        model_tilt=bool(
+            n_slices > 1 and (flag_ever(flags["tilt"], plan.niter) or np.any(np.asarray(state.tilt_mrad) != 0))
+        ),
     )
     opt_states = {name: solver.init(variables[name]) for name, solver in structure.solvers}
     aux = {
@@ -174,20 +198,23 @@ def run_gradient_engine(plan: GradientEnginePlan, state: ReconsState, patterns: 
             )
             do_shuffle = True if shuffle is None else flag_at(shuffle, i)
             groups = pad_groups(make_groups(positions_np, group_size, plan.compact, do_shuffle, ctx.rng))
-            new_variables, opt_states, total = _iteration(structure, variables, opt_states, masks,
-                                                          (jnp.asarray(groups[0]), jnp.asarray(groups[1])), aux)
+            new_variables, opt_states, total = _iteration(
+                structure, variables, opt_states, masks, (jnp.asarray(groups[0]), jnp.asarray(groups[1])), aux
+            )
             error = float(total) / patterns.shape[0]
             if not np.isfinite(error):
                 # keep the last finite iterate in the state; the diverged one is of no use
                 raise FloatingPointError(
                     f"engines[{ctx.engine_index}]: the error became {error} at iteration {i}; "
-                    "lower the learning rates or raise the noise model's eps")
+                    "lower the learning rates or raise the noise model's eps"
+                )
             variables = new_variables
             state.iteration += 1
             state.record_error(error)
             if flag_at(flags["positions"], i):
                 positions_np = np.asarray(variables["positions"]) * sampling
-            if observers.iteration_done(state, lambda: _write_back(state, variables, sampling), i, plan.niter):
+            sync = partial(_write_back, state, variables, sampling)
+            if observers.iteration_done(state, sync, i, plan.niter):
                 logger.info("engine %d stopped early at iteration %d", ctx.engine_index, i)
                 break
     finally:

@@ -67,6 +67,6 @@ def pad_groups(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     weights = np.zeros((len(groups), width), dtype=np.float32)
     for i, group in enumerate(groups):
         indices[i, : len(group)] = group
-        indices[i, len(group):] = group[0]
+        indices[i, len(group) :] = group[0]
         weights[i, : len(group)] = 1.0
     return indices, weights

@@ -62,12 +62,15 @@ def reslice(obj: np.ndarray, old: list[float], new: list[float]) -> np.ndarray:
     return np.exp(weights[:, None, None] * log_total[None])
 
 
-def prepare_for_engine(state: ReconsState, engine: Any, plan: Any, pattern_shape: tuple[int, int],
-                       rng: np.random.Generator) -> ReconsState:
+def prepare_for_engine(
+    state: ReconsState, engine: Any, plan: Any, pattern_shape: tuple[int, int], rng: np.random.Generator
+) -> ReconsState:
     """``state`` with the engine's probe modes and slices; checks the detector size agrees."""
     if engine.sim_shape is not None and tuple(engine.sim_shape) != tuple(pattern_shape):
-        raise ValueError(f"engines[{state.engine_index}].sim_shape: {tuple(engine.sim_shape)} differs from the "
-                         f"patterns' {tuple(pattern_shape)}; resampling the detector is not supported yet")
+        raise ValueError(
+            f"engines[{state.engine_index}].sim_shape: {tuple(engine.sim_shape)} differs from the "
+            f"patterns' {tuple(pattern_shape)}; resampling the detector is not supported yet"
+        )
     if tuple(state.probe_shape) != tuple(pattern_shape):
         raise ValueError(f"the probe is {state.probe_shape} but the patterns are {tuple(pattern_shape)}")
     probe = to_numpy(state.probe_modes)
@@ -79,5 +82,6 @@ def prepare_for_engine(state: ReconsState, engine: Any, plan: Any, pattern_shape
     new_obj = reslice(obj, old, thicknesses)
     if new_probe is probe and new_obj is obj:
         return state
-    return state.copy_with(probe_modes=new_probe, object_slices=new_obj,
-                           slice_thicknesses_A=np.asarray(thicknesses, dtype=np.float64))
+    return state.copy_with(
+        probe_modes=new_probe, object_slices=new_obj, slice_thicknesses_A=np.asarray(thicknesses, dtype=np.float64)
+    )

@@ -77,9 +77,7 @@ def load_empad(props: EmpadProps) -> RawData:
     xml_shape = xml.scan_shape if xml is not None else None
     scan_shape = props.scan_shape or xml_shape or _infer_scan_shape(raw_path)
     frames = _read_frames(raw_path, scan_shape)
-    patterns = to_electron_counts(
-        apply_det_flips(frames, props.det_flips or DEFAULT_FLIPS), props.adu, raw_path
-    )
+    patterns = to_electron_counts(apply_det_flips(frames, props.det_flips or DEFAULT_FLIPS), props.adu, raw_path)
     kv = props.kv if props.kv is not None else (xml.kv if xml is not None else None)
     extra: dict = {"loader": "empad"}
     if xml is not None:
@@ -196,7 +194,5 @@ def _read_frames(raw_path: Path, scan_shape: tuple[int, int]) -> np.ndarray:
             f"{raw_path} {problem}: scan {tuple(scan_shape)} of {STORED_ROWS}x{DETECTOR_PIXELS} "
             f"float32 frames needs {expected} bytes, found {found}"
         )
-    frames = np.memmap(
-        raw_path, dtype="<f4", mode="r", shape=(*scan_shape, STORED_ROWS, DETECTOR_PIXELS)
-    )
+    frames = np.memmap(raw_path, dtype="<f4", mode="r", shape=(*scan_shape, STORED_ROWS, DETECTOR_PIXELS))
     return frames[..., :DETECTOR_PIXELS, :]

@@ -17,7 +17,7 @@ def _crop_to_scan(image: np.ndarray, state: ReconsState) -> np.ndarray:
     half = np.asarray(state.probe_shape) // 4
     lo = np.maximum(np.floor(positions.min(axis=0) - half).astype(int), 0)
     hi = np.minimum(np.ceil(positions.max(axis=0) + half).astype(int) + 1, image.shape[-2:])
-    return image[..., lo[0]:hi[0], lo[1]:hi[1]]
+    return image[..., lo[0] : hi[0], lo[1] : hi[1]]
 
 
 def state_images(state: ReconsState, kinds: tuple[str, ...], crop_roi: bool = True) -> dict[str, np.ndarray]:
@@ -62,8 +62,9 @@ def write_image(path: Path, image: np.ndarray, dtype: str = "16bit") -> Path:
     return path
 
 
-def write_state_images(out_dir: Path, state: ReconsState, kinds: tuple[str, ...], name_fmt: str, ext: str,
-                       crop_roi: bool = True) -> list[Path]:
+def write_state_images(
+    out_dir: Path, state: ReconsState, kinds: tuple[str, ...], name_fmt: str, ext: str, crop_roi: bool = True
+) -> list[Path]:
     """Write every image of ``kinds`` into ``out_dir``; returns the paths."""
     written = []
     for name, image in state_images(state, kinds, crop_roi).items():

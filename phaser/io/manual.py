@@ -93,9 +93,7 @@ def load_manual(props: ManualProps) -> RawData:
     patterns = _reshape_to_scan(patterns, meta.scan_shape, path)
     counts = apply_det_flips(to_electron_counts(patterns, props.adu, path), props.det_flips)
     if props.det_shape is not None and counts.shape[-2:] != tuple(props.det_shape):
-        raise RawDataError(
-            f"{path}: detector shape {counts.shape[-2:]} differs from det_shape {props.det_shape}"
-        )
+        raise RawDataError(f"{path}: detector shape {counts.shape[-2:]} differs from det_shape {props.det_shape}")
     if not meta.centred:
         counts = np.fft.fftshift(counts, axes=(-2, -1))
     return RawData(
@@ -105,8 +103,11 @@ def load_manual(props: ManualProps) -> RawData:
         scan_shape=tuple(counts.shape[:2]) if counts.ndim == 4 else None,
         scan_step_A=meta.scan_step_A,
         source=path,
-        extra={"loader": "manual", "format": suffix.lstrip(".") or "raw",
-               **({"wavelength_A": props.wavelength} if props.wavelength is not None else {})},
+        extra={
+            "loader": "manual",
+            "format": suffix.lstrip(".") or "raw",
+            **({"wavelength_A": props.wavelength} if props.wavelength is not None else {}),
+        },
     )
 
 
@@ -145,14 +146,11 @@ def to_electron_counts(patterns: np.ndarray, adu: float | None, source: Path) ->
     return counts
 
 
-def _reshape_to_scan(
-    patterns: np.ndarray, scan_shape: tuple[int, int] | None, path: Path
-) -> np.ndarray:
+def _reshape_to_scan(patterns: np.ndarray, scan_shape: tuple[int, int] | None, path: Path) -> np.ndarray:
     """(scan_y, scan_x, k_y, k_x) when a scan shape is known or stored, else (n, k_y, k_x)."""
     if patterns.ndim not in (3, 4):
         raise RawDataError(
-            f"{path}: expected patterns (n, k_y, k_x) or (scan_y, scan_x, k_y, k_x), "
-            f"got shape {patterns.shape}"
+            f"{path}: expected patterns (n, k_y, k_x) or (scan_y, scan_x, k_y, k_x), got shape {patterns.shape}"
         )
     if scan_shape is None:
         if patterns.ndim == 3:
@@ -178,10 +176,7 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
         if name is None:
             candidates = [n for n in names if n not in METADATA_NAMES]
             if len(candidates) != 1:
-                raise RawDataError(
-                    f"{path}: cannot tell which array holds the patterns among {candidates}; "
-                    "set `key`"
-                )
+                raise RawDataError(f"{path}: cannot tell which array holds the patterns among {candidates}; set `key`")
             name = candidates[0]
         meta = {m: archive[m] for m in METADATA_NAMES if m in names and m != name}
         return archive[name], meta
@@ -197,9 +192,7 @@ def _read_hdf5(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]
         name = key if key is not None else _find_hdf5_patterns(file, path)
         dataset = file.get(name)
         if not isinstance(dataset, h5py.Dataset):
-            raise RawDataError(
-                f"{path}: no dataset {name!r}; datasets: {sorted(_hdf5_datasets(file))}"
-            )
+            raise RawDataError(f"{path}: no dataset {name!r}; datasets: {sorted(_hdf5_datasets(file))}")
         # dataset attributes win over file-root attributes
         meta = {**dict(file.attrs), **dict(dataset.attrs)}
         return dataset[()], meta
@@ -208,9 +201,7 @@ def _read_hdf5(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]
 def _hdf5_datasets(file: h5py.File) -> dict[str, tuple[int, ...]]:
     """Path -> shape of every dataset in ``file``."""
     found: dict[str, tuple[int, ...]] = {}
-    file.visititems(
-        lambda name, obj: found.update({name: obj.shape}) if isinstance(obj, h5py.Dataset) else None
-    )
+    file.visititems(lambda name, obj: found.update({name: obj.shape}) if isinstance(obj, h5py.Dataset) else None)
     return found
 
 

@@ -90,15 +90,13 @@ def crop_patterns(raw: RawData, rng: np.random.Generator, props: CropProps) -> R
     if props.scan_crop is not None:
         if patterns.ndim != 4:
             raise RawDataError(
-                f"{_name(raw)}: scan_crop needs raster patterns (scan_y, scan_x, k_y, k_x), "
-                f"got shape {patterns.shape}"
+                f"{_name(raw)}: scan_crop needs raster patterns (scan_y, scan_x, k_y, k_x), got shape {patterns.shape}"
             )
         y0, y1, x0, x1 = props.scan_crop
         patterns = patterns[y0:y1, x0:x1]
         if 0 in patterns.shape[:2]:
             raise RawDataError(
-                f"{_name(raw)}: scan_crop {list(props.scan_crop)} leaves no positions "
-                f"of scan {raw.patterns.shape[:2]}"
+                f"{_name(raw)}: scan_crop {list(props.scan_crop)} leaves no positions of scan {raw.patterns.shape[:2]}"
             )
         scan_shape = tuple(patterns.shape[:2])
     if props.shape is not None:
@@ -110,9 +108,7 @@ def _crop_detector(patterns: np.ndarray, shape: tuple[int, int], raw: RawData) -
     """The centred ``shape`` window; pixel (k//2) stays the zero frequency."""
     (old_y, old_x), (new_y, new_x) = patterns.shape[-2:], shape
     if new_y > old_y or new_x > old_x:
-        raise RawDataError(
-            f"{_name(raw)}: cannot crop detector {(old_y, old_x)} to larger {tuple(shape)}"
-        )
+        raise RawDataError(f"{_name(raw)}: cannot crop detector {(old_y, old_x)} to larger {tuple(shape)}")
     y0, x0 = old_y // 2 - new_y // 2, old_x // 2 - new_x // 2
     return patterns[..., y0 : y0 + new_y, x0 : x0 + new_x]
 
@@ -122,9 +118,7 @@ def bin_patterns(raw: RawData, rng: np.random.Generator, props: BinProps) -> Raw
     factor = props.factor
     k_y, k_x = raw.pattern_shape
     if k_y % factor or k_x % factor:
-        raise RawDataError(
-            f"{_name(raw)}: detector shape {(k_y, k_x)} is not divisible by bin factor {factor}"
-        )
+        raise RawDataError(f"{_name(raw)}: detector shape {(k_y, k_x)} is not divisible by bin factor {factor}")
     lead = raw.patterns.shape[:-2]
     blocks = raw.patterns.reshape(*lead, k_y // factor, factor, k_x // factor, factor)
     binned = blocks.sum(axis=(-3, -1), dtype=np.float32)

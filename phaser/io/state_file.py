@@ -35,11 +35,17 @@ def save_state(path: str | Path, state: ReconsState, plan_yaml: str | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with h5py.File(partial, "w") as f:
-        f.attrs.update({
-            "file_type": FILE_TYPE, "format_version": FORMAT_VERSION, "phaser_version": __version__,
-            "kv": state.kv, "wavelength_A": state.wavelength_A, "sampling_A": np.asarray(state.sampling_A),
-            "iteration": state.iteration,
-        })
+        f.attrs.update(
+            {
+                "file_type": FILE_TYPE,
+                "format_version": FORMAT_VERSION,
+                "phaser_version": __version__,
+                "kv": state.kv,
+                "wavelength_A": state.wavelength_A,
+                "sampling_A": np.asarray(state.sampling_A),
+                "iteration": state.iteration,
+            }
+        )
         if state.scan_shape is not None:
             f.attrs["scan_shape"] = np.asarray(state.scan_shape)
         if plan_yaml is not None:

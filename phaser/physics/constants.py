@@ -32,7 +32,4 @@ def interaction_constant(kv: float) -> float:
     """
     voltage_v = kv * 1e3
     rest = ELECTRON_REST_ENERGY_EV
-    return (
-        2 * math.pi / (electron_wavelength_A(kv) * voltage_v)
-        * (rest + voltage_v) / (2 * rest + voltage_v)
-    )
+    return 2 * math.pi / (electron_wavelength_A(kv) * voltage_v) * (rest + voltage_v) / (2 * rest + voltage_v)

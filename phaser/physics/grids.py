@@ -16,7 +16,9 @@ def real_space_sampling_A(wavelength_A: float, shape: tuple[int, int], diff_step
     return (wavelength_A / (shape[0] * step), wavelength_A / (shape[1] * step))
 
 
-def fft_frequencies(xp: ModuleType, shape: tuple[int, int], sampling_A: tuple[float, float], dtype: Any) -> tuple[Any, Any]:
+def fft_frequencies(
+    xp: ModuleType, shape: tuple[int, int], sampling_A: tuple[float, float], dtype: Any
+) -> tuple[Any, Any]:
     """Spatial frequencies ``(ky, kx)`` [1/A] of an unshifted FFT grid, broadcastable to ``shape``."""
     ky = xp.fft.fftfreq(shape[0], d=sampling_A[0]).astype(dtype)
     kx = xp.fft.fftfreq(shape[1], d=sampling_A[1]).astype(dtype)

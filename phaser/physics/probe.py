@@ -9,7 +9,9 @@ from phaser.physics.aberrations import Aberration, aberration_function
 from phaser.physics.grids import fft_frequencies
 
 
-def aperture(xp: ModuleType, ky: Any, kx: Any, wavelength_A: float, conv_angle_mrad: float, sampling_A: tuple[float, float]) -> Any:
+def aperture(
+    xp: ModuleType, ky: Any, kx: Any, wavelength_A: float, conv_angle_mrad: float, sampling_A: tuple[float, float]
+) -> Any:
     """Condenser aperture of semi-angle ``conv_angle_mrad``, its edge smoothed over one pixel.
 
     A one-pixel linear edge keeps the probe free of ringing from a hard step and is differentiable.

@@ -9,7 +9,9 @@ from typing import Any
 from phaser.physics.grids import fft_frequencies
 
 
-def bandwidth_mask(xp: ModuleType, shape: tuple[int, int], sampling_A: tuple[float, float], bwlim_frac: float, dtype: Any) -> Any:
+def bandwidth_mask(
+    xp: ModuleType, shape: tuple[int, int], sampling_A: tuple[float, float], bwlim_frac: float, dtype: Any
+) -> Any:
     """1 inside ``|k| <= bwlim_frac * k_nyquist`` (the smaller axis's Nyquist), else 0.
 
     2/3 is the classic anti-aliasing limit for the product of two band-limited fields.
@@ -37,9 +39,7 @@ def fresnel_propagator(
     real_dtype = dtype if dtype is not None else xp.float32
     ky, kx = fft_frequencies(xp, shape, sampling_A, real_dtype)
     phase = math.pi * wavelength_A * dz_A * (ky**2 + kx**2)
-    phase = phase + 2 * math.pi * dz_A * (
-        ky * math.tan(tilt_mrad[0] * 1e-3) + kx * math.tan(tilt_mrad[1] * 1e-3)
-    )
+    phase = phase + 2 * math.pi * dz_A * (ky * math.tan(tilt_mrad[0] * 1e-3) + kx * math.tan(tilt_mrad[1] * 1e-3))
     prop = xp.exp(-1j * phase)
     if bwlim_frac is not None:
         prop = prop * bandwidth_mask(xp, shape, sampling_A, bwlim_frac, real_dtype)

@@ -16,8 +16,20 @@ from phaser.hooks import Hook
 from phaser.plan.schema import ReconsPlan
 
 _BRANCH = re.compile(r"^(<.*>|[a-z-]+\[.*\]|float|int|bool|str|none|[A-Z][A-Za-z0-9]*)$")
-_TYPE_ERRORS = {"float_type", "int_type", "bool_type", "string_type", "none_required", "bool_parsing",
-                "float_parsing", "int_parsing", "model_type", "dict_type", "list_type", "literal_error"}
+_TYPE_ERRORS = {
+    "float_type",
+    "int_type",
+    "bool_type",
+    "string_type",
+    "none_required",
+    "bool_parsing",
+    "float_parsing",
+    "int_parsing",
+    "model_type",
+    "dict_type",
+    "list_type",
+    "literal_error",
+}
 
 
 class PlanError(ValueError):
@@ -55,11 +67,15 @@ def _problems_from(error: ValidationError, data: Any) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     details = error.errors(include_url=False)
     paths = [format_location(d["loc"], data) for d in details]
-    for detail, path in zip(details, paths):
+    for detail, path in zip(details, paths, strict=True):
         # in a union (number or schedule mapping, ...), a type mismatch of one branch is noise when
         # another branch reported a more specific problem at the same place
         if detail["type"] in _TYPE_ERRORS and sum(p == path or p.startswith(path + ".") for p in paths) > 1:
-            if any(d["type"] not in _TYPE_ERRORS for d, p in zip(details, paths) if p == path or p.startswith(path + ".")):
+            if any(
+                d["type"] not in _TYPE_ERRORS
+                for d, p in zip(details, paths, strict=True)
+                if p == path or p.startswith(path + ".")
+            ):
                 continue
         message = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "unknown_hook":
@@ -110,10 +126,12 @@ def _missing_files(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Make relative data paths relative to the plan file's folder, not the working directory."""
+
     def fix(value: Any) -> Any:
         if isinstance(value, str) and value and not os.path.isabs(value) and "$" not in value:
             return str(base / value)
         return value
+
     out = dict(data)
     if isinstance(out.get("raw_data"), dict) and "path" in out["raw_data"]:
         out["raw_data"] = {**out["raw_data"], "path": fix(out["raw_data"]["path"])}
@@ -149,7 +167,9 @@ def read_documents(path: Path) -> list[Any]:
             return loaded if isinstance(loaded, list) else [loaded]
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise PlanError(str(path), [("", f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}")]) from None
+        raise PlanError(
+            str(path), [("", f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}")]
+        ) from None
 
 
 def load_plans(path: str | Path, check_files: bool = True) -> list[ReconsPlan]:

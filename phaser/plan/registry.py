@@ -20,8 +20,12 @@ def _register_builtins() -> None:
 
     register("conventional_solver", "epie", "phaser.engines.conventional.epie:epie_update", conv.EPIESolverProps)
     register("conventional_solver", "lsqml", "phaser.engines.conventional.lsqml:lsqml_update", conv.LSQMLSolverProps)
-    register("position_solver", "steepest_descent", "phaser.engines.conventional.positions:position_step",
-             conv.PositionSolverProps)
+    register(
+        "position_solver",
+        "steepest_descent",
+        "phaser.engines.conventional.positions:position_step",
+        conv.PositionSolverProps,
+    )
     _register_io()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,7 +33,7 @@ class SimpleFlag(_Model):
         return i > self.after and (i - self.after) % self.every == 0 and (self.before is None or i < self.before)
 
 
-Flag = Union[bool, SimpleFlag]
+Flag = bool | SimpleFlag
 
 
 def flag_at(flag: Flag, i: int) -> bool:
@@ -46,8 +46,15 @@ def flag_ever(flag: Flag, niter: int) -> bool:
     return any(flag_at(flag, i) for i in range(1, niter + 1))
 
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv}
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+    ast.Mod: operator.mod,
+    ast.FloorDiv: operator.floordiv,
+}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 _FUNCTIONS = {name: getattr(math, name) for name in ("exp", "log", "log10", "sqrt", "cos", "sin", "tan", "tanh")}
 _FUNCTIONS.update({"min": min, "max": max, "abs": abs})
@@ -72,12 +79,22 @@ def _eval_node(node: ast.AST, names: dict[str, float]) -> float:
         test = _eval_node(node.test, names)
         return _eval_node(node.body if test else node.orelse, names)
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
-        ops = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
-               ast.Eq: operator.eq, ast.NotEq: operator.ne}
+        ops = {
+            ast.Lt: operator.lt,
+            ast.LtE: operator.le,
+            ast.Gt: operator.gt,
+            ast.GtE: operator.ge,
+            ast.Eq: operator.eq,
+            ast.NotEq: operator.ne,
+        }
         if type(node.ops[0]) in ops:
             return float(ops[type(node.ops[0])](_eval_node(node.left, names), _eval_node(node.comparators[0], names)))
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
-            and not node.keywords):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
         return float(_FUNCTIONS[node.func.id](*(_eval_node(a, names) for a in node.args)))
     raise ValueError(f"unsupported element {ast.dump(node)[:60]!r}")
 
@@ -123,7 +140,9 @@ class ExprSchedule(_Model):
         try:
             evaluate_expression(expr, 1, 1)
         except (SyntaxError, ValueError, ZeroDivisionError, OverflowError) as exc:
-            raise ValueError(f"cannot evaluate {expr!r} with i, niter, pi, e, exp, log, sqrt, cos, sin, min, max: {exc}") from exc
+            raise ValueError(
+                f"cannot evaluate {expr!r} with i, niter, pi, e, exp, log, sqrt, cos, sin, min, max: {exc}"
+            ) from exc
         return expr
 
     def at(self, i: int, niter: int) -> float:
@@ -160,7 +179,7 @@ ScheduleModel = Annotated[
     ConstantSchedule | PiecewiseSchedule | ExprSchedule | CosineSchedule | ExponentialSchedule,
     Field(discriminator="type"),
 ]
-Schedule = Union[float, ScheduleModel]
+Schedule = float | ScheduleModel
 PiecewiseSchedule.model_rebuild()
 
 

@@ -9,7 +9,7 @@ lists such as ``regularizers`` may be left out instead of written ``[]``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,7 +48,7 @@ class SliceTotal(PlanModel):
     total_thickness: float = Field(ge=0)
 
 
-Slices = Union[SliceList, SliceStep, SliceTotal]
+Slices = SliceList | SliceStep | SliceTotal
 
 
 def slice_thicknesses(slices: Slices | None) -> list[float]:
@@ -77,8 +77,16 @@ class InitPlan(PlanModel):
 
 
 ImageType = Literal[
-    "probe", "probe_mag", "probe_recip", "probe_recip_mag",
-    "object_phase_stack", "object_phase_sum", "object_mag_stack", "object_mag_sum", "scan", "tilt",
+    "probe",
+    "probe_mag",
+    "probe_recip",
+    "probe_recip_mag",
+    "object_phase_stack",
+    "object_phase_sum",
+    "object_mag_stack",
+    "object_mag_sum",
+    "scan",
+    "tilt",
 ]
 
 
@@ -130,8 +138,12 @@ class EnginePlanBase(PlanModel):
 
     def update_flags(self) -> dict[str, Flag]:
         """The update flag of each reconstruction variable."""
-        return {"object": self.update_object, "probe": self.update_probe,
-                "positions": self.update_positions, "tilt": self.update_tilt}
+        return {
+            "object": self.update_object,
+            "probe": self.update_probe,
+            "positions": self.update_positions,
+            "tilt": self.update_tilt,
+        }
 
 
 def _split_vars(key: str) -> frozenset[str]:
@@ -227,7 +239,8 @@ class ReconsPlan(PlanModel):
                 if isinstance(engine, GradientEnginePlan):
                     raise ValueError(
                         f"engines[{i}] is a gradient engine, which runs on the jax backend only; "
-                        f"set `backend: jax` (or leave it out)")
+                        f"set `backend: jax` (or leave it out)"
+                    )
         return self
 
     def resolved_backend(self) -> str:

@@ -21,28 +21,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 file (.h5)")
     parser.add_argument("--kv", type=float, default=200.0, help="accelerating voltage [kV]")
-    parser.add_argument(
-        "--conv-angle", type=float, default=20.0, help="probe semi-convergence angle [mrad]"
-    )
-    parser.add_argument(
-        "--defocus", type=float, default=100.0, help="probe C10 [A] (positive = overfocus)"
-    )
+    parser.add_argument("--conv-angle", type=float, default=20.0, help="probe semi-convergence angle [mrad]")
+    parser.add_argument("--defocus", type=float, default=100.0, help="probe C10 [A] (positive = overfocus)")
     parser.add_argument("--pattern-size", type=int, default=32, help="detector side [px]")
     parser.add_argument("--diff-step", type=float, default=2.0, help="detector pixel [mrad/px]")
-    parser.add_argument(
-        "--scan", type=int, nargs=2, default=[16, 16], metavar=("NY", "NX"), help="raster shape"
-    )
+    parser.add_argument("--scan", type=int, nargs=2, default=[16, 16], metavar=("NY", "NX"), help="raster shape")
     parser.add_argument("--step", type=float, default=0.6, help="scan step [A]")
     parser.add_argument("--slices", type=int, default=1, help="object slices")
-    parser.add_argument(
-        "--slice-thickness", type=float, default=10.0, help="distance between slices [A]"
-    )
-    parser.add_argument(
-        "--dose", type=float, default=1e5, help="electrons per pattern (0: noiseless, total 1)"
-    )
-    parser.add_argument(
-        "--probe-modes", type=int, default=1, help="incoherent probe modes (powers 1, 1/2, 1/4...)"
-    )
+    parser.add_argument("--slice-thickness", type=float, default=10.0, help="distance between slices [A]")
+    parser.add_argument("--dose", type=float, default=1e5, help="electrons per pattern (0: noiseless, total 1)")
+    parser.add_argument("--probe-modes", type=int, default=1, help="incoherent probe modes (powers 1, 1/2, 1/4...)")
     parser.add_argument("--jitter", type=float, default=0.0, help="position error rms [A]")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.set_defaults(handler=run_simulate)

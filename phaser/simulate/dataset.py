@@ -88,8 +88,7 @@ def required_object_shape(
     """
     half_extent = np.abs(np.asarray(centred_positions_A)).max(axis=0) / np.asarray(sampling_A)
     return tuple(  # type: ignore[return-value]
-        2 * (math.ceil(half_extent[axis]) + pattern_shape[axis] // 2 + EDGE_PAD_PX)
-        for axis in range(2)
+        2 * (math.ceil(half_extent[axis]) + pattern_shape[axis] // 2 + EDGE_PAD_PX) for axis in range(2)
     )
 
 
@@ -101,9 +100,7 @@ def centre_in_object(
     return np.asarray(centred_positions_A, dtype=np.float64) + centre
 
 
-def _check_inside(
-    positions_px: np.ndarray, object_shape: tuple[int, int], pattern_shape: tuple[int, int]
-) -> None:
+def _check_inside(positions_px: np.ndarray, object_shape: tuple[int, int], pattern_shape: tuple[int, int]) -> None:
     """Raise if a probe window at ``positions_px`` would leave the object."""
     top_left = np.round(positions_px) - np.array([pattern_shape[0] // 2, pattern_shape[1] // 2])
     bottom_right = top_left + np.array(pattern_shape)
@@ -158,9 +155,7 @@ def _slice_propagators(
     slice_thickness_A: float,
 ) -> np.ndarray:
     """``(S-1, N, N)`` unmasked Fresnel propagators over ``slice_thickness_A`` [A]."""
-    prop = fresnel_propagator(
-        np, shape, sampling_A, wavelength_A, slice_thickness_A, bwlim_frac=None, dtype=np.float64
-    )
+    prop = fresnel_propagator(np, shape, sampling_A, wavelength_A, slice_thickness_A, bwlim_frac=None, dtype=np.float64)
     return np.broadcast_to(prop, (n_slices - 1, *shape)).copy()
 
 
@@ -243,16 +238,12 @@ def simulate_dataset(
     if object_phase is None:
         extent = np.concatenate([nominal, true])
         object_shape = required_object_shape(extent, pattern_shape, sampling)
-        object_phase = gaussian_atom_phase(
-            object_shape, sampling, n_slices=n_slices or 1, rng=rng_object
-        )
+        object_phase = gaussian_atom_phase(object_shape, sampling, n_slices=n_slices or 1, rng=rng_object)
     else:
         object_phase = np.asarray(object_phase, dtype=np.float64)
         object_phase = object_phase[None] if object_phase.ndim == 2 else object_phase
         if n_slices is not None and n_slices != object_phase.shape[0]:
-            raise ValueError(
-                f"n_slices={n_slices} but object_phase has {object_phase.shape[0]} slices"
-            )
+            raise ValueError(f"n_slices={n_slices} but object_phase has {object_phase.shape[0]} slices")
         object_shape = object_phase.shape[-2:]
     obj = transmission(object_phase)
     nominal = centre_in_object(nominal, object_shape, sampling)
@@ -263,8 +254,14 @@ def simulate_dataset(
     total = 1.0 if dose_per_pattern is None else float(dose_per_pattern)
     probe_aberrations = [aberration_from_name("c1", defocus_A), *(aberrations or [])]
     probe = focused_probe(
-        np, pattern_shape, sampling, wavelength, conv_angle_mrad, probe_aberrations,
-        total_intensity=total, dtype=np.float64,
+        np,
+        pattern_shape,
+        sampling,
+        wavelength,
+        conv_angle_mrad,
+        probe_aberrations,
+        total_intensity=total,
+        dtype=np.float64,
     )
     modes = incoherent_probe_modes(probe, probe_modes_weights or [1.0], rng_modes, total)
     props = _slice_propagators(obj.shape[0], pattern_shape, sampling, wavelength, slice_thickness_A)

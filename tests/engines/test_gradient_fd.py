@@ -44,9 +44,7 @@ def test_model_intensity_runs_in_float64():
     try:
         probe = jnp.ones((1, 4, 4), jnp.complex128)
         obj = jnp.ones((1, 8, 8), jnp.complex128)
-        out = model_intensity(
-            probe, obj, jnp.asarray([[4.0, 4.0]]), jnp.ones((0, 4, 4), jnp.complex128)
-        )
+        out = model_intensity(probe, obj, jnp.asarray([[4.0, 4.0]]), jnp.ones((0, 4, 4), jnp.complex128))
         assert out.dtype == jnp.float64
     finally:
         jax.config.update("jax_enable_x64", previous)
@@ -82,9 +80,7 @@ def _problem():
     phase = rng.normal(scale=0.3, size=(N_SLICES, OBJECT_SIDE, OBJECT_SIDE))
     obj = np.exp(1j * phase) * rng.uniform(0.9, 1.0, size=phase.shape)
     # whole pixels + a rest inside (-0.3, 0.3): the patch corners stay put under the small steps
-    positions = rng.integers(10, 18, size=(N_POSITIONS, 2)) + rng.uniform(
-        -0.3, 0.3, size=(N_POSITIONS, 2)
-    )
+    positions = rng.integers(10, 18, size=(N_POSITIONS, 2)) + rng.uniform(-0.3, 0.3, size=(N_POSITIONS, 2))
     tilt = rng.uniform(-5.0, 5.0, size=(N_POSITIONS, 2))
 
     prop = fresnel_propagator(np, (N, N), SAMPLING, WAVELENGTH, THICKNESS_A, dtype=np.float64)
@@ -97,12 +93,8 @@ def _problem():
     }
 
     def model(variables):
-        props = tilted_propagators(
-            aux["base"], aux["thicknesses"], aux["ky"], aux["kx"], variables["tilt"]
-        )
-        return model_intensity(
-            variables["probe"], variables["object"], variables["positions"], props
-        )
+        props = tilted_propagators(aux["base"], aux["thicknesses"], aux["ky"], aux["kx"], variables["tilt"])
+        return model_intensity(variables["probe"], variables["object"], variables["positions"], props)
 
     truth = {
         "object": jnp.asarray(obj),

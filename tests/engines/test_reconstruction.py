@@ -65,9 +65,7 @@ def single_slice(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_slices_two_modes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("two_slices")
-    ds = simulate_dataset(
-        **DATASET, n_slices=2, slice_thickness_A=10.0, probe_modes_weights=[1.0, 0.3]
-    )
+    ds = simulate_dataset(**DATASET, n_slices=2, slice_thickness_A=10.0, probe_modes_weights=[1.0, 0.3])
     write_dataset(ds, folder / "sim.h5")
     return ds, folder
 
@@ -76,9 +74,7 @@ def _phase_error(state, ds) -> float:
     """RMS error [rad] of the phase summed over slices, against the truth, inside the scan."""
     recon = np.angle(np.asarray(state.object_slices)).sum(axis=0)
     truth = np.angle(ds.object).sum(axis=0)
-    return phase_error(
-        recon, truth, np.asarray(state.positions_A), ds.positions_A, state.sampling_A
-    )
+    return phase_error(recon, truth, np.asarray(state.positions_A), ds.positions_A, state.sampling_A)
 
 
 def test_single_slice_reconstruction(single_slice):
@@ -91,9 +87,7 @@ def test_single_slice_reconstruction(single_slice):
     assert history[-1] < 0.5 * history[0]
     assert np.asarray(state.object_slices).dtype == np.complex64  # float32 run (x64 left off)
     error = _phase_error(state, ds)
-    truth_rms = _phase_error(
-        state.copy_with(object_slices=np.ones_like(np.asarray(state.object_slices))), ds
-    )
+    truth_rms = _phase_error(state.copy_with(object_slices=np.ones_like(np.asarray(state.object_slices))), ds)
     assert truth_rms > 0.15  # the bound below is far from "reconstructed nothing"
     assert error < 0.05, f"phase error {error:.4f} rad"
 
@@ -135,12 +129,8 @@ def test_numeric_changes_do_not_recompile(single_slice):
     """New learning rates, schedules, regularizer weights, noise eps and flags toggling mid-run
     reuse the compiled iteration; a structural change (another noise model) does not."""
     ds, folder = single_slice
-    assert hasattr(gradient._iteration, "_cache_size"), (
-        "jax.jit lost _cache_size: count compiles another way"
-    )
-    base = _plan_data(
-        "sim.h5", niter=2, update_probe=True, regularizers=[{"type": "obj_l2", "weight": 0.1}]
-    )
+    assert hasattr(gradient._iteration, "_cache_size"), "jax.jit lost _cache_size: count compiles another way"
+    base = _plan_data("sim.h5", niter=2, update_probe=True, regularizers=[{"type": "obj_l2", "weight": 0.1}])
     run_plan(validate_plan(base, base=folder))
     compiled = gradient._iteration._cache_size()
 

@@ -86,9 +86,7 @@ def test_plan_overrides_file(tmp_path, patterns):
     with h5py.File(path, "w") as f:
         f.attrs.update(kv=80.0, diff_step=2.0, scan_step_A=0.5, centred=False)
         f.create_dataset("data", data=patterns)
-    raw = load_manual(
-        ManualProps(path=path, kv=300, diff_step=1.0, scan_step=0.25, fftshifted=False)
-    )
+    raw = load_manual(ManualProps(path=path, kv=300, diff_step=1.0, scan_step=0.25, fftshifted=False))
     assert (raw.kv, raw.diff_step_mrad, raw.scan_step_A) == (300, 1.0, 0.25)
     np.testing.assert_array_equal(raw.patterns, patterns)  # plan's fftshifted=False wins
 
@@ -117,9 +115,7 @@ def test_raw_binary_round_trip(tmp_path, patterns, suffix):
     header, gap = b"H" * 12, b"\0" * 4
     frames = patterns.reshape(16, 16, 16).astype("<u2")
     path.write_bytes(header + b"".join(frame.tobytes() + gap for frame in frames))
-    props = ManualProps(
-        path=path, det_shape=(16, 16), dtype="<u2", offset=12, gap=4, scan_shape=(4, 4)
-    )
+    props = ManualProps(path=path, det_shape=(16, 16), dtype="<u2", offset=12, gap=4, scan_shape=(4, 4))
     raw = load_manual(props)
     np.testing.assert_array_equal(raw.patterns, frames.reshape(4, 4, 16, 16).astype(np.float32))
     no_scan = load_manual(props.model_copy(update={"scan_shape": None}))

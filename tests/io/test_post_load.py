@@ -66,12 +66,8 @@ def test_crop_scan_needs_raster(raw, rng):
 def test_bin_sums_counts(raw, rng):
     binned = bin_patterns(raw, rng, BinProps(factor=4))
     assert binned.pattern_shape == (4, 4) and binned.diff_step_mrad == 4.0
-    np.testing.assert_allclose(
-        binned.patterns.sum(axis=(-2, -1)), raw.patterns.sum(axis=(-2, -1)), rtol=1e-6
-    )
-    np.testing.assert_allclose(
-        binned.patterns[0, 0, 0, 0], raw.patterns[0, 0, :4, :4].sum(), rtol=1e-6
-    )
+    np.testing.assert_allclose(binned.patterns.sum(axis=(-2, -1)), raw.patterns.sum(axis=(-2, -1)), rtol=1e-6)
+    np.testing.assert_allclose(binned.patterns[0, 0, 0, 0], raw.patterns[0, 0, :4, :4].sum(), rtol=1e-6)
 
 
 def test_bin_not_divisible(raw, rng):

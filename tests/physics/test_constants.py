@@ -7,9 +7,7 @@ import pytest
 from phaser.physics.constants import electron_wavelength_A, interaction_constant
 
 
-@pytest.mark.parametrize(
-    ("kv", "expected_A"), [(300.0, 0.019687), (200.0, 0.025079), (100.0, 0.037014)]
-)
+@pytest.mark.parametrize(("kv", "expected_A"), [(300.0, 0.019687), (200.0, 0.025079), (100.0, 0.037014)])
 def test_wavelength_matches_tables(kv, expected_A):
     # tables give 5 significant digits: agree to half a unit in the last one
     assert electron_wavelength_A(kv) == pytest.approx(expected_A, abs=0.5e-6)

@@ -43,11 +43,7 @@ def _random_phase_object(rng, n_slices: int, strength: float = 0.5) -> np.ndarra
     phase = rng.normal(size=(n_slices, *OBJECT_SHAPE))
     # smooth it a little so that it looks like a potential, not white noise
     kernel = np.exp(
-        -(
-            np.fft.fftfreq(OBJECT_SHAPE[0])[:, None] ** 2
-            + np.fft.fftfreq(OBJECT_SHAPE[1])[None, :] ** 2
-        )
-        * 40
+        -(np.fft.fftfreq(OBJECT_SHAPE[0])[:, None] ** 2 + np.fft.fftfreq(OBJECT_SHAPE[1])[None, :] ** 2) * 40
     )
     phase = np.real(np.fft.ifft2(np.fft.fft2(phase) * kernel))
     phase *= strength / phase.std()
@@ -61,9 +57,7 @@ def _random_positions(rng, n: int) -> np.ndarray:
 
 
 def _props(n_slices: int, dz: float = 10.0, bwlim=2 / 3) -> np.ndarray:
-    prop = fresnel_propagator(
-        np, SHAPE, SAMPLING, WAVELENGTH, dz, bwlim_frac=bwlim, dtype=np.float64
-    )
+    prop = fresnel_propagator(np, SHAPE, SAMPLING, WAVELENGTH, dz, bwlim_frac=bwlim, dtype=np.float64)
     return np.broadcast_to(prop, (n_slices - 1, *SHAPE)).copy()
 
 
@@ -111,9 +105,7 @@ def test_pure_phase_object_conserves_intensity():
     rng = np.random.default_rng(2)
     modes = _probe_modes(2)
     obj = _random_phase_object(rng, 3, strength=1.0)
-    out = forward_intensity(
-        np, modes, obj, _random_positions(rng, 5), _props(3, dz=15.0, bwlim=None)
-    )
+    out = forward_intensity(np, modes, obj, _random_positions(rng, 5), _props(3, dz=15.0, bwlim=None))
     np.testing.assert_allclose(out.sum(axis=(-2, -1)), np.sum(np.abs(modes) ** 2), rtol=1e-10)
 
 
@@ -122,9 +114,7 @@ def test_absorbing_object_loses_intensity():
     modes = _probe_modes(1)
     obj = 0.9 * _random_phase_object(rng, 1)
     out = forward_intensity(np, modes, obj, _random_positions(rng, 3), np.ones((0, *SHAPE)))
-    np.testing.assert_allclose(
-        out.sum(axis=(-2, -1)), 0.81 * np.sum(np.abs(modes) ** 2), rtol=1e-10
-    )
+    np.testing.assert_allclose(out.sum(axis=(-2, -1)), 0.81 * np.sum(np.abs(modes) ** 2), rtol=1e-10)
 
 
 def test_integer_fourier_shift_is_a_roll():
@@ -141,15 +131,11 @@ def test_integer_position_shift_equals_rolled_object():
     rng = np.random.default_rng(5)
     modes = _probe_modes(2)
     obj = _random_phase_object(rng, 2)
-    positions = rng.uniform(
-        20.0, 40.0, size=(4, 2)
-    )  # windows stay inside before and after the shift
+    positions = rng.uniform(20.0, 40.0, size=(4, 2))  # windows stay inside before and after the shift
     shift = np.array([2.0, 3.0])
     moved = forward_intensity(np, modes, obj, positions + shift, _props(2))
     # rolled[i] = obj[i + shift]: what the probe sees at ``p + shift`` it now sees at ``p``
-    rolled = forward_intensity(
-        np, modes, np.roll(obj, (-2, -3), axis=(-2, -1)), positions, _props(2)
-    )
+    rolled = forward_intensity(np, modes, np.roll(obj, (-2, -3), axis=(-2, -1)), positions, _props(2))
     np.testing.assert_allclose(moved, rolled, atol=1e-10 * rolled.max())
 
 
@@ -163,25 +149,17 @@ def test_jax_model_matches_numpy(with_tilt):
     rng = np.random.default_rng(6)
     n_slices, dz = 2, 12.0
     modes = _probe_modes(2)
-    obj = _random_phase_object(rng, n_slices, strength=0.8) * rng.uniform(
-        0.85, 1.0, size=(n_slices, *OBJECT_SHAPE)
-    )
+    obj = _random_phase_object(rng, n_slices, strength=0.8) * rng.uniform(0.85, 1.0, size=(n_slices, *OBJECT_SHAPE))
     positions = _random_positions(rng, 7)
     thicknesses = np.full(n_slices, dz)
     base = _props(n_slices, dz)
-    tilt = (
-        rng.uniform(-20.0, 20.0, size=(len(positions), 2))
-        if with_tilt
-        else np.zeros((len(positions), 2))
-    )
+    tilt = rng.uniform(-20.0, 20.0, size=(len(positions), 2)) if with_tilt else np.zeros((len(positions), 2))
 
     per_position = np.stack(
         [
             np.stack(
                 [
-                    fresnel_propagator(
-                        np, SHAPE, SAMPLING, WAVELENGTH, dz, tilt_mrad=tuple(t), dtype=np.float64
-                    )
+                    fresnel_propagator(np, SHAPE, SAMPLING, WAVELENGTH, dz, tilt_mrad=tuple(t), dtype=np.float64)
                     for _ in range(n_slices - 1)
                 ]
             )

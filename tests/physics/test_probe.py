@@ -86,9 +86,7 @@ def test_focused_probe_is_centred():
 def test_positive_c10_is_focused_probe_propagated_downstream(dz):
     focused = _probe([])
     defocused = _probe([aberration_from_name("c1", dz)])
-    prop = fresnel_propagator(
-        np, SHAPE, SAMPLING, WAVELENGTH, dz, bwlim_frac=None, dtype=np.float64
-    )
+    prop = fresnel_propagator(np, SHAPE, SAMPLING, WAVELENGTH, dz, bwlim_frac=None, dtype=np.float64)
     propagated = propagate(np, focused, prop)
     assert _overlap(propagated, defocused) > 0.999
     np.testing.assert_allclose(propagated, defocused, atol=1e-10)
@@ -100,20 +98,14 @@ def test_positive_c10_is_focused_probe_propagated_downstream(dz):
 def test_negative_c10_comes_to_focus_after_propagating():
     dz = 100.0
     focused = _probe([])
-    prop = fresnel_propagator(
-        np, SHAPE, SAMPLING, WAVELENGTH, dz, bwlim_frac=None, dtype=np.float64
-    )
+    prop = fresnel_propagator(np, SHAPE, SAMPLING, WAVELENGTH, dz, bwlim_frac=None, dtype=np.float64)
     refocused = propagate(np, _probe([aberration_from_name("c1", -dz)]), prop)
     assert np.max(np.abs(refocused) ** 2) == pytest.approx(np.max(np.abs(focused) ** 2), rel=1e-8)
     assert _overlap(refocused, focused) > 0.999
     # a defocused probe's peak is lower; propagating the wrong way defocuses it further
-    assert np.max(np.abs(_probe([aberration_from_name("c1", -dz)])) ** 2) < 0.5 * np.max(
-        np.abs(focused) ** 2
-    )
+    assert np.max(np.abs(_probe([aberration_from_name("c1", -dz)])) ** 2) < 0.5 * np.max(np.abs(focused) ** 2)
     further = propagate(np, _probe([aberration_from_name("c1", dz)]), prop)
-    assert np.max(np.abs(further) ** 2) < np.max(
-        np.abs(_probe([aberration_from_name("c1", dz)])) ** 2
-    )
+    assert np.max(np.abs(further) ** 2) < np.max(np.abs(_probe([aberration_from_name("c1", dz)])) ** 2)
 
 
 def test_defocus_term_is_pi_lambda_c10_k2():
@@ -133,9 +125,7 @@ def test_astigmatism_real_part_is_along_cos_2phi():
     ky, kx, k = _k_grid()
     chi = aberration_function(np, ky, kx, WAVELENGTH, [aberration_from_name("a1", 40.0)])
     phi = np.arctan2(ky, kx)
-    np.testing.assert_allclose(
-        chi, math.pi * WAVELENGTH * 40.0 * k**2 * np.cos(2 * phi), atol=1e-12
-    )
+    np.testing.assert_allclose(chi, math.pi * WAVELENGTH * 40.0 * k**2 * np.cos(2 * phi), atol=1e-12)
 
 
 def test_polar_and_cartesian_give_same_chi():

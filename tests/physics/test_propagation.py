@@ -52,18 +52,14 @@ def test_propagation_preserves_norm_of_band_limited_wave():
 @pytest.mark.parametrize("bwlim", [2 / 3, None])
 def test_two_steps_equal_one(bwlim):
     wave = _band_limited_wave(np.random.default_rng(1))
-    two = propagate(
-        np, propagate(np, wave, _prop(12.5, bwlim_frac=bwlim)), _prop(30.0, bwlim_frac=bwlim)
-    )
+    two = propagate(np, propagate(np, wave, _prop(12.5, bwlim_frac=bwlim)), _prop(30.0, bwlim_frac=bwlim))
     one = propagate(np, wave, _prop(42.5, bwlim_frac=bwlim))
     assert np.max(np.abs(two - one)) <= 1e-5 * np.max(np.abs(one))
 
 
 def test_zero_distance_is_identity():
     wave = _band_limited_wave(np.random.default_rng(2))
-    np.testing.assert_allclose(
-        propagate(np, wave, _prop(0.0, tilt_mrad=(10.0, 10.0))), wave, atol=1e-12
-    )
+    np.testing.assert_allclose(propagate(np, wave, _prop(0.0, tilt_mrad=(10.0, 10.0))), wave, atol=1e-12)
     np.testing.assert_allclose(_prop(0.0, bwlim_frac=None), 1.0, atol=0)
 
 
@@ -89,18 +85,10 @@ def test_tilt_shifts_wave_by_dz_tan_tilt():
     iy, ix = np.indices(shape)
     wave = np.exp(-((iy - 32) ** 2 + (ix - 32) ** 2) / (2 * 3.0**2)).astype(np.complex128)
     dz, tilt = 50.0, (10.0, -20.0)
-    prop = fresnel_propagator(
-        np, shape, sampling, WAVELENGTH, dz, tilt_mrad=tilt, bwlim_frac=None, dtype=np.float64
-    )
-    flat = fresnel_propagator(
-        np, shape, sampling, WAVELENGTH, dz, bwlim_frac=None, dtype=np.float64
-    )
-    shift = _centre_of_mass_px(propagate(np, wave, prop)) - _centre_of_mass_px(
-        propagate(np, wave, flat)
-    )
-    expected = np.array([dz * math.tan(t * 1e-3) for t in tilt]) / np.asarray(
-        sampling
-    )  # (5, -10) px
+    prop = fresnel_propagator(np, shape, sampling, WAVELENGTH, dz, tilt_mrad=tilt, bwlim_frac=None, dtype=np.float64)
+    flat = fresnel_propagator(np, shape, sampling, WAVELENGTH, dz, bwlim_frac=None, dtype=np.float64)
+    shift = _centre_of_mass_px(propagate(np, wave, prop)) - _centre_of_mass_px(propagate(np, wave, flat))
+    expected = np.array([dz * math.tan(t * 1e-3) for t in tilt]) / np.asarray(sampling)  # (5, -10) px
     # periodic tails of the spread Gaussian bias the centre of mass by < 1e-3 px
     np.testing.assert_allclose(shift, expected, atol=2e-3)
     # and without tilt a centred, symmetric wave stays where it is

@@ -22,9 +22,7 @@ def test_shape_order_and_step():
 
 def test_zero_mean():
     for shape in [(3, 4), (16, 16), (1, 5)]:
-        np.testing.assert_allclose(
-            raster_positions_A(shape, 0.7, rotation_deg=17.0).mean(axis=0), 0.0, atol=1e-12
-        )
+        np.testing.assert_allclose(raster_positions_A(shape, 0.7, rotation_deg=17.0).mean(axis=0), 0.0, atol=1e-12)
 
 
 def test_separate_steps():
@@ -46,9 +44,7 @@ def test_rotation_90_maps_x_to_y():
 def test_rotation_preserves_distances():
     plain = raster_positions_A((5, 6), 0.6)
     rotated = raster_positions_A((5, 6), 0.6, rotation_deg=33.0)
-    np.testing.assert_allclose(
-        np.linalg.norm(rotated, axis=1), np.linalg.norm(plain, axis=1), atol=1e-12
-    )
+    np.testing.assert_allclose(np.linalg.norm(rotated, axis=1), np.linalg.norm(plain, axis=1), atol=1e-12)
 
 
 def test_affine_applied_after_rotation():

@@ -20,14 +20,21 @@ def good_plan(data_path: Path) -> dict:
         "name": "ok",
         "backend": "jax",
         "raw_data": {"type": "manual", "path": str(data_path), "diff_step": 2.0, "kv": 200.0},
-        "init": {"probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0},
-                 "scan": {"type": "raster", "shape": [4, 4], "step_size": 0.5}},
-        "engines": [{
-            "type": "gradient", "niter": 3,
-            "noise_model": {"type": "poisson", "eps": 0.1},
-            "solvers": {"object": {"type": "adam", "learning_rate": 0.01},
-                        "probe": {"type": "sgd", "learning_rate": {"type": "expr", "expr": "0.1 * 0.9**i"}}},
-        }],
+        "init": {
+            "probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0},
+            "scan": {"type": "raster", "shape": [4, 4], "step_size": 0.5},
+        },
+        "engines": [
+            {
+                "type": "gradient",
+                "niter": 3,
+                "noise_model": {"type": "poisson", "eps": 0.1},
+                "solvers": {
+                    "object": {"type": "adam", "learning_rate": 0.01},
+                    "probe": {"type": "sgd", "learning_rate": {"type": "expr", "expr": "0.1 * 0.9**i"}},
+                },
+            }
+        ],
     }
 
 
@@ -98,8 +105,10 @@ def test_gradient_engine_on_numpy_is_rejected(data_file: Path, tmp_path: Path) -
 
 def test_solver_keys_are_variable_sets(data_file: Path, tmp_path: Path) -> None:
     data = good_plan(data_file)
-    data["engines"][0]["solvers"] = {"object,probe": {"type": "adam", "learning_rate": 0.01},
-                                     "probe": {"type": "adam", "learning_rate": 0.01}}
+    data["engines"][0]["solvers"] = {
+        "object,probe": {"type": "adam", "learning_rate": 0.01},
+        "probe": {"type": "adam", "learning_rate": 0.01},
+    }
     assert any("more than one solver" in m for m in problems_of(data, tmp_path).values())
     data["engines"][0]["solvers"] = {"objects": {"type": "adam", "learning_rate": 0.01}}
     assert any("'objects' is not one of" in m for m in problems_of(data, tmp_path).values())
@@ -142,8 +151,10 @@ def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
 
 def test_custom_hooks_by_reference(data_file: Path, tmp_path: Path) -> None:
     data = good_plan(data_file)
-    data["post_load"] = [{"type": "tests.plan.custom_hooks:scale_down", "factor": 0.25},
-                         {"type": "tests.plan.custom_hooks:untyped", "anything": 1}]
+    data["post_load"] = [
+        {"type": "tests.plan.custom_hooks:scale_down", "factor": 0.25},
+        {"type": "tests.plan.custom_hooks:untyped", "anything": 1},
+    ]
     plan = validate_plan(data, base=tmp_path)
     assert plan.post_load[0].props.factor == 0.25
     data["post_load"] = [{"type": "tests.plan.custom_hooks:scale_down", "factor": -1}]

@@ -55,9 +55,7 @@ def test_counts_match_dose_on_average():
 
 @pytest.mark.parametrize("n_slices", [1, 2])
 def test_phase_object_conserves_intensity(n_slices):
-    ds = simulate_dataset(
-        **SMALL, n_slices=n_slices, slice_thickness_A=20.0, probe_modes_weights=[1.0, 0.3]
-    )
+    ds = simulate_dataset(**SMALL, n_slices=n_slices, slice_thickness_A=20.0, probe_modes_weights=[1.0, 0.3])
     probe_intensity = np.sum(np.abs(ds.probe_modes.astype(np.complex128)) ** 2)
     np.testing.assert_allclose(ds.patterns.sum(axis=(-2, -1)), probe_intensity, rtol=1e-4)
     assert probe_intensity == pytest.approx(1.0, rel=1e-5)
@@ -161,9 +159,7 @@ def test_cli_writes_file(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     out = tmp_path / "cli.h5"
-    args = parser.parse_args(
-        ["simulate", "--out", str(out), "--scan", "4", "6", "--dose", "0", "--probe-modes", "2"]
-    )
+    args = parser.parse_args(["simulate", "--out", str(out), "--scan", "4", "6", "--dose", "0", "--probe-modes", "2"])
     assert args.handler(args) == 0
     assert str(out) in capsys.readouterr().out
     with h5py.File(out, "r") as f:
