@@ -1,4 +1,4 @@
-"""The ``phaser`` command line: run, validate and simulate."""
+"""The ``phaser`` command line: run, validate, simulate and score."""
 
 from __future__ import annotations
 
@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--no-files", action="store_true", help="do not check that data files exist")
     validate.set_defaults(handler=_validate)
 
+    from phaser.metrics.cli import add_parser as add_score
     from phaser.simulate.cli import add_parser as add_simulate
 
     add_simulate(sub)
+    add_score(sub)
     return parser
 
 
