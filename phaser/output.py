@@ -11,7 +11,7 @@ from phaser.io.images import write_state_images
 from phaser.io.state_file import save_state
 from phaser.observers import Observer
 from phaser.plan.load import dump_plan
-from phaser.plan.schedules import flag_at, flag_ever
+from phaser.schedules import flag_at, flag_ever
 from phaser.state import ReconsState
 
 logger = logging.getLogger("phaser")

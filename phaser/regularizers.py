@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from phaser.hooks import HookProps
-from phaser.plan.schedules import Schedule
+from phaser.schedules import Schedule
 
 
 class WeightProps(HookProps):

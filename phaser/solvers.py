@@ -2,7 +2,7 @@
 
 A solver in a plan is ``{type: adam, learning_rate: 0.01, nesterov: true, ...}``: the ``type`` is
 an optax optimizer's name and the other keys are that optimizer's keyword arguments. Numeric ones
-may be schedules (see :mod:`phaser.plan.schedules`); they are wrapped by
+may be schedules (see :mod:`phaser.schedules`); they are wrapped by
 ``optax.inject_hyperparams`` so the engine writes a new value into the optimizer state each
 iteration. Flags (``nesterov``) are fixed for the engine.
 """
@@ -18,7 +18,7 @@ import optax
 from pydantic import ConfigDict, model_validator
 
 from phaser.hooks import HookProps
-from phaser.plan.schedules import Schedule, schedule_at
+from phaser.schedules import Schedule, schedule_at
 
 # The optax optimizers offered by name: those whose first argument is a learning rate.
 OPTAX_SOLVERS: tuple[str, ...] = (

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from phaser.hooks import HookProps
-from phaser.plan.schedules import Schedule
+from phaser.schedules import Schedule
 
 
 class EPIESolverProps(HookProps):
@@ -33,7 +33,9 @@ class LSQMLSolverProps(HookProps):
 class PositionSolverProps(HookProps):
     """Per-position gradient steps of the conventional engines."""
 
-    step_size: Schedule = Field(1e-2, description="step [px] per unit normalised gradient")
+    step_size: Schedule = Field(
+        1.0, description="fraction of each position's least-squares shift estimate applied per iteration"
+    )
     momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum")
     max_step: float = Field(0.5, gt=0, description="largest move per iteration [px]")
     kind: Literal["steepest_descent", "momentum"] = "steepest_descent"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 import phaser.plan.registry  # noqa: F401  (fills the hook registry before the fields are built)
 from phaser.hooks import Hook
 from phaser.plan.hook_types import hook_field
-from phaser.plan.schedules import Flag, SimpleFlag, flag_ever
+from phaser.schedules import Flag, SimpleFlag, flag_ever
 
 SCHEMA_VERSION = "1.0"
 RECONS_VARS = ("object", "probe", "positions", "tilt")

@@ -1,0 +1,7 @@
+"""Conventional engines: ePIE (3PIE for multislice) and LSQML, with per-position position correction.
+
+Each group step runs the multislice model forward, corrects the far-field waves with the noise
+model, and back-propagates the correction through the slices into object, probe and positions.
+The code is written once over an array namespace ``xp`` (numpy, jax.numpy or cupy); on jax each
+group step is jit-compiled. The entry point is :func:`phaser.engines.conventional.run.run_conventional_engine`.
+"""
