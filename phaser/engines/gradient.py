@@ -26,8 +26,8 @@ from phaser.engines.forward_jax import model_intensity, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
 from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import fresnel_propagator
-from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.plan.schema import GradientEnginePlan
+from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.solvers import OptaxSolverProps, hyperparameters_at, make_optimizer
 from phaser.state import ReconsState
 

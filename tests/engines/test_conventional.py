@@ -29,8 +29,17 @@ from phaser.simulate import SimulatedDataset, simulate_dataset
 from phaser.simulate.files import write_dataset
 from tests.helpers import phase_error
 
-SIM = {"kv": 200.0, "conv_angle_mrad": 20.0, "defocus_A": 100.0, "diff_step_mrad": 2.0, "scan_step_A": 0.6,
-       "pattern_shape": (32, 32), "scan_shape": (8, 8), "dose_per_pattern": 1e5, "seed": 0}
+SIM = {
+    "kv": 200.0,
+    "conv_angle_mrad": 20.0,
+    "defocus_A": 100.0,
+    "diff_step_mrad": 2.0,
+    "scan_step_A": 0.6,
+    "pattern_shape": (32, 32),
+    "scan_shape": (8, 8),
+    "dose_per_pattern": 1e5,
+    "seed": 0,
+}
 TWO_SLICES = {"n": 2, "slice_thickness": 10.0}
 
 
@@ -55,14 +64,24 @@ def jittered(tmp_path_factory):
     return _dataset(tmp_path_factory, "jittered", position_jitter_A=0.3 * sampling)
 
 
-def _plan(path: Path, solver: dict, niter: int, backend: str = "numpy", slices: dict | None = None,
-          noise: str = "amplitude", **engine):
+def _plan(
+    path: Path,
+    solver: dict,
+    niter: int,
+    backend: str = "numpy",
+    slices: dict | None = None,
+    noise: str = "amplitude",
+    **engine,
+):
     data = {
-        "name": "conv", "backend": backend, "seed": 3,
+        "name": "conv",
+        "backend": backend,
+        "seed": 3,
         "raw_data": {"type": "manual", "path": str(path)},
         "init": {"probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}},
-        "engines": [{"type": "conventional", "niter": niter, "noise_model": {"type": noise},
-                     "solver": solver, **engine}],
+        "engines": [
+            {"type": "conventional", "niter": niter, "noise_model": {"type": noise}, "solver": solver, **engine}
+        ],
     }
     if slices is not None:
         data["slices"] = slices
@@ -172,15 +191,24 @@ def test_group_forward_matches_the_gradient_engines_model(tilt):
     base = np.stack([fresnel_propagator(np, (n, n), (0.4, 0.4), 0.025, 20.0, dtype=np.float64)] * (n_slices - 1))
     ky, kx = fft_frequencies(np, (n, n), (0.4, 0.4), np.float64)
     tilt_mrad = rng.normal(0, 5.0, (3, 2)) if tilt else np.zeros((3, 2))
-    setup = Setup(patterns=None, propagators=base.astype(np.complex64), thicknesses=np.full(n_slices, 20.0),
-                  ky=ky[:, 0], kx=kx[0], tilt_mrad=tilt_mrad.astype(np.float32), noise_params={})
+    setup = Setup(
+        patterns=None,
+        propagators=base.astype(np.complex64),
+        thicknesses=np.full(n_slices, 20.0),
+        ky=ky[:, 0],
+        kx=kx[0],
+        tilt_mrad=tilt_mrad.astype(np.float32),
+        noise_params={},
+    )
     options = StepOptions("amplitude", True, True, False, model_tilt=tilt)
     forward = forward_group(np, Variables(obj, probe, positions), np.arange(3), setup, options)
-    props = tilted_propagators(jnp.asarray(base), jnp.full(n_slices, 20.0), jnp.asarray(ky[:, 0]),
-                               jnp.asarray(kx[0]), jnp.asarray(tilt_mrad))
+    props = tilted_propagators(
+        jnp.asarray(base), jnp.full(n_slices, 20.0), jnp.asarray(ky[:, 0]), jnp.asarray(kx[0]), jnp.asarray(tilt_mrad)
+    )
     expected = model_intensity(jnp.asarray(probe), jnp.asarray(obj), jnp.asarray(positions), props)
-    np.testing.assert_allclose(np.sum(np.abs(forward.far) ** 2, axis=1), np.asarray(expected), rtol=1e-3,
-                               atol=1e-4 * float(np.max(expected)))
+    np.testing.assert_allclose(
+        np.sum(np.abs(forward.far) ** 2, axis=1), np.asarray(expected), rtol=1e-3, atol=1e-4 * float(np.max(expected))
+    )
 
 
 # --- whole runs -------------------------------------------------------------------------------
@@ -191,8 +219,9 @@ def test_error_is_the_noise_loss_of_the_model(one_slice):
     state = run_plan(_plan(path, {"type": "lsqml"}, 1, update_object=False, update_probe=False, grouping=8))
     patterns = ds.patterns.reshape(64, 32, 32)
     positions_px = state.positions_A / np.asarray(state.sampling_A)
-    model = forward_intensity(np, np.asarray(state.probe_modes), np.asarray(state.object_slices), positions_px,
-                              np.ones((0, 32, 32)))
+    model = forward_intensity(
+        np, np.asarray(state.probe_modes), np.asarray(state.object_slices), positions_px, np.ones((0, 32, 32))
+    )
     measured = np.fft.ifftshift(patterns, axes=(-2, -1))
     params = NOISE_PROPS["amplitude"]().model_dump()
     expected = float(np.mean(NOISE_LOSSES["amplitude"](np, model, measured, params)))
@@ -214,8 +243,9 @@ def test_lsqml_reconstructs_a_single_slice(one_slice):
     assert _summed_phase_error(state, ds) < 0.045  # measured 0.0275
 
 
-@pytest.mark.parametrize("solver", [{"type": "epie", "beta_object": 0.3, "beta_probe": 0.3}, {"type": "lsqml"}],
-                         ids=["epie", "lsqml"])
+@pytest.mark.parametrize(
+    "solver", [{"type": "epie", "beta_object": 0.3, "beta_probe": 0.3}, {"type": "lsqml"}], ids=["epie", "lsqml"]
+)
 def test_two_slices_converge(two_slices, solver):
     path, ds = two_slices
     state = run_plan(_plan(path, solver, 30, grouping=16, slices=TWO_SLICES))
@@ -225,17 +255,26 @@ def test_two_slices_converge(two_slices, solver):
     assert _summed_phase_error(state, ds) < 0.02  # measured 0.010 (epie), 0.0115 (lsqml)
 
 
-@pytest.mark.parametrize(("solver", "slices", "engine"), [
-    ({"type": "epie", "beta_object": 0.3}, None, {}),
-    ({"type": "lsqml"}, None, {}),
-    ({"type": "lsqml", "stochastic": False}, None, {}),
-    ({"type": "lsqml"}, TWO_SLICES, {"update_positions": True,
-                                     "position_solver": {"type": "steepest_descent", "step_size": 1.0}}),
-], ids=["epie", "lsqml", "lsqml-full-batch", "lsqml-2-slices-positions"])
+@pytest.mark.parametrize(
+    ("solver", "slices", "engine"),
+    [
+        ({"type": "epie", "beta_object": 0.3}, None, {}),
+        ({"type": "lsqml"}, None, {}),
+        ({"type": "lsqml", "stochastic": False}, None, {}),
+        (
+            {"type": "lsqml"},
+            TWO_SLICES,
+            {"update_positions": True, "position_solver": {"type": "steepest_descent", "step_size": 1.0}},
+        ),
+    ],
+    ids=["epie", "lsqml", "lsqml-full-batch", "lsqml-2-slices-positions"],
+)
 def test_numpy_and_jax_give_the_same_iterate(one_slice, solver, slices, engine):
     path, _ = one_slice
-    states = {backend: run_plan(_plan(path, solver, 2, backend, slices=slices, grouping=16, **engine))
-              for backend in ("numpy", "jax")}
+    states = {
+        backend: run_plan(_plan(path, solver, 2, backend, slices=slices, grouping=16, **engine))
+        for backend in ("numpy", "jax")
+    }
     a, b = states["numpy"], states["jax"]
     np.testing.assert_allclose(a.error_history, b.error_history, rtol=1e-4)
     np.testing.assert_allclose(np.asarray(b.object_slices), np.asarray(a.object_slices), atol=1e-4)
@@ -252,7 +291,7 @@ def test_lsqml_step_does_not_shrink_with_the_group_size(one_slice):
         phase = np.angle(np.asarray(state.object_slices))[0]
         pos = state.positions_A / np.asarray(state.sampling_A)
         lo, hi = np.ceil(pos.min(axis=0)).astype(int), np.floor(pos.max(axis=0)).astype(int)
-        return float(np.std(phase[lo[0]:hi[0], lo[1]:hi[1]]))
+        return float(np.std(phase[lo[0] : hi[0], lo[1] : hi[1]]))
 
     small, large = phase_amplitude(8), phase_amplitude(64)
     assert 1 / 1.5 < small / large < 1.5  # measured 0.120 / 0.103
@@ -260,8 +299,14 @@ def test_lsqml_step_does_not_shrink_with_the_group_size(one_slice):
 
 def test_position_correction_reduces_the_position_error(jittered):
     path, ds = jittered
-    plan = _plan(path, {"type": "lsqml"}, 30, grouping=16, update_positions={"after": 5},
-                 position_solver={"type": "steepest_descent", "step_size": 3.0})
+    plan = _plan(
+        path,
+        {"type": "lsqml"},
+        30,
+        grouping=16,
+        update_positions={"after": 5},
+        position_solver={"type": "steepest_descent", "step_size": 3.0},
+    )
     state = run_plan(plan)
 
     def rms_error_px(positions_A: np.ndarray) -> float:

@@ -58,4 +58,3 @@ def add_patches(xp: ModuleType, object_shape: tuple[int, int], top_left: Any, pa
 def abs2(xp: ModuleType, z: Any) -> Any:
     """``|z|^2`` without the square root of ``abs``."""
     return xp.real(z) ** 2 + xp.imag(z) ** 2
-

@@ -30,13 +30,22 @@ from phaser.engines.conventional.forward import (
 )
 
 
-def epie_update(xp: ModuleType, variables: Variables, solver_state: Any, forward: GroupForward, chi: Any,
-                weights: Any, options: StepOptions, params: dict[str, Any]) -> tuple[Variables, Any, Any]:
+def epie_update(
+    xp: ModuleType,
+    variables: Variables,
+    solver_state: Any,
+    forward: GroupForward,
+    chi: Any,
+    weights: Any,
+    options: StepOptions,
+    params: dict[str, Any],
+) -> tuple[Variables, Any, Any]:
     """One ePIE/3PIE group update.
 
     ``chi`` ``(B, M, N, N)`` is the real-space correction of the exit waves (zero for padding);
-    ``params`` holds ``beta_object`` (applied as ``beta_object / n_slices``) and ``beta_probe``. Returns the new variables, the (unused)
-    solver state and the correction of the wave leaving the first slice (for position refinement).
+    ``params`` holds ``beta_object`` (applied as ``beta_object / n_slices``) and ``beta_probe``.
+    Returns the new variables, the (unused) solver state and the correction of the wave leaving the
+    first slice (for position refinement).
     """
     obj = variables.object
     n_slices, object_shape = obj.shape[0], obj.shape[-2:]

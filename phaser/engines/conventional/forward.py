@@ -59,13 +59,13 @@ class GroupForward(NamedTuple):
     far: Any  # (B, M, N, N) far-field waves, zero frequency at pixel 0
 
 
-def split_positions(xp: ModuleType, positions_px: Any, patch_shape: tuple[int, int],
-                    object_shape: tuple[int, int]) -> tuple[Any, Any]:
+def split_positions(
+    xp: ModuleType, positions_px: Any, patch_shape: tuple[int, int], object_shape: tuple[int, int]
+) -> tuple[Any, Any]:
     """Integer patch corners (clipped inside the object) and the sub-pixel rest of each position."""
     rounded = xp.round(positions_px)
     centre = xp.asarray([patch_shape[0] // 2, patch_shape[1] // 2], dtype=positions_px.dtype)
-    limit = xp.asarray([object_shape[0] - patch_shape[0], object_shape[1] - patch_shape[1]],
-                       dtype=positions_px.dtype)
+    limit = xp.asarray([object_shape[0] - patch_shape[0], object_shape[1] - patch_shape[1]], dtype=positions_px.dtype)
     top_left = xp.clip(rounded - centre, 0, limit)
     return top_left.astype(xp.int32), positions_px - (top_left + centre)
 
@@ -90,8 +90,9 @@ def propagate(xp: ModuleType, wave: Any, propagator: Any) -> Any:
     return xp.fft.ifft2(xp.fft.fft2(wave) * propagator)
 
 
-def forward_group(xp: ModuleType, variables: Variables, indices: Any, setup: Setup,
-                  options: StepOptions) -> GroupForward:
+def forward_group(
+    xp: ModuleType, variables: Variables, indices: Any, setup: Setup, options: StepOptions
+) -> GroupForward:
     """Run the multislice model for the positions ``indices`` ``(B,)``."""
     obj, probe = variables.object, variables.probe
     patch_shape = probe.shape[-2:]

@@ -49,8 +49,9 @@ def _inner(xp: ModuleType, x: Any, y: Any) -> Any:
     return xp.sum(xp.real(xp.conj(x) * y), axis=(1, 2, 3))
 
 
-def optimal_steps(xp: ModuleType, chi: Any, object_term: Any | None, probe_term: Any | None,
-                  gamma: Any) -> tuple[Any, Any]:
+def optimal_steps(
+    xp: ModuleType, chi: Any, object_term: Any | None, probe_term: Any | None, gamma: Any
+) -> tuple[Any, Any]:
     """Per-position least-squares steps ``(a_O, a_P)`` ``(B,)`` fitting ``chi`` with the two terms.
 
     ``object_term = dO psi`` and ``probe_term = O dP`` are ``(B, M, N, N)`` or None (step 0).
@@ -76,12 +77,17 @@ def _init_state(xp: ModuleType, variables: Variables, props: LSQMLSolverProps) -
         return {}
     obj, probe = variables.object, variables.probe
     real = xp.real(obj).dtype
-    return {"object_num": xp.zeros_like(obj), "object_weight": xp.zeros(obj.shape, dtype=real),
-            "probe_num": xp.zeros_like(probe), "probe_weight": xp.zeros(probe.shape[-2:], dtype=real)}
+    return {
+        "object_num": xp.zeros_like(obj),
+        "object_weight": xp.zeros(obj.shape, dtype=real),
+        "probe_num": xp.zeros_like(probe),
+        "probe_weight": xp.zeros(probe.shape[-2:], dtype=real),
+    }
 
 
-def _apply(xp: ModuleType, variables: Variables, numerators: dict[str, Any], params: dict[str, Any],
-           options: StepOptions) -> Variables:
+def _apply(
+    xp: ModuleType, variables: Variables, numerators: dict[str, Any], params: dict[str, Any], options: StepOptions
+) -> Variables:
     obj, probe = variables.object, variables.probe
     if options.update_object:
         step = numerators["object_num"] / (numerators["object_weight"] + TINY)
@@ -92,9 +98,16 @@ def _apply(xp: ModuleType, variables: Variables, numerators: dict[str, Any], par
     return variables._replace(object=obj, probe=probe)
 
 
-def lsqml_update(xp: ModuleType, variables: Variables, solver_state: dict[str, Any], forward: GroupForward,
-                 chi: Any, weights: Any, options: StepOptions,
-                 params: dict[str, Any]) -> tuple[Variables, dict[str, Any], Any]:
+def lsqml_update(
+    xp: ModuleType,
+    variables: Variables,
+    solver_state: dict[str, Any],
+    forward: GroupForward,
+    chi: Any,
+    weights: Any,
+    options: StepOptions,
+    params: dict[str, Any],
+) -> tuple[Variables, dict[str, Any], Any]:
     """One LSQML group update (see the module docstring).
 
     ``chi`` ``(B, M, N, N)`` is the real-space correction of the exit waves (zero for padding);
@@ -143,15 +156,20 @@ def lsqml_update(xp: ModuleType, variables: Variables, solver_state: dict[str, A
             chi = xp.conj(patch) * chi / xp.maximum(peak_object, TINY)
             chi = propagate(xp, chi, xp.conj(gap_propagator(forward.propagators, s - 1)))
 
-    numerators = {"object_num": xp.stack(object_num), "object_weight": xp.stack(object_weight),
-                  "probe_num": probe_num, "probe_weight": probe_weight}
+    numerators = {
+        "object_num": xp.stack(object_num),
+        "object_weight": xp.stack(object_weight),
+        "probe_num": probe_num,
+        "probe_weight": probe_weight,
+    }
     if solver_state:  # stochastic: false, apply at the end of the iteration
         return variables, {k: solver_state[k] + numerators[k] for k in solver_state}, chi_first
     return _apply(xp, variables, numerators, params, options), solver_state, chi_first
 
 
-def _finish_iteration(xp: ModuleType, variables: Variables, solver_state: dict[str, Any],
-                      options: StepOptions, params: dict[str, Any]) -> tuple[Variables, dict[str, Any]]:
+def _finish_iteration(
+    xp: ModuleType, variables: Variables, solver_state: dict[str, Any], options: StepOptions, params: dict[str, Any]
+) -> tuple[Variables, dict[str, Any]]:
     """Apply the accumulated update of a non-stochastic iteration and reset the accumulators."""
     if not solver_state:
         return variables, solver_state

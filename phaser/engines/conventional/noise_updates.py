@@ -74,6 +74,8 @@ WAVE_UPDATES: dict[str, Callable[..., Any]] = {
 def wave_update(name: str) -> Callable[..., Any]:
     """The far-field correction of built-in noise model ``name``; ValueError for any other."""
     if name not in WAVE_UPDATES:
-        raise ValueError(f"noise_model: {name!r} has no wave update for the conventional engines; "
-                         f"use one of {', '.join(WAVE_UPDATES)}")
+        raise ValueError(
+            f"noise_model: {name!r} has no wave update for the conventional engines; "
+            f"use one of {', '.join(WAVE_UPDATES)}"
+        )
     return WAVE_UPDATES[name]

@@ -49,8 +49,9 @@ def shift_estimate(xp: ModuleType, forward: GroupForward, chi_first: Any, weight
     return step * weights[:, None]
 
 
-def position_step(xp: ModuleType, shift_px: Any, previous_px: Any, i: int, niter: int,
-                  props: PositionSolverProps) -> Any:
+def position_step(
+    xp: ModuleType, shift_px: Any, previous_px: Any, i: int, niter: int, props: PositionSolverProps
+) -> Any:
     """Moves ``(P, 2)`` [px] of iteration ``i`` from the shift estimates ``shift_px``.
 
     ``previous_px`` is the previous iteration's move (the momentum term). Returns the new move,

@@ -39,16 +39,24 @@ from phaser.engines.grouping import make_groups, pad_groups
 from phaser.noise import NOISE_LOSSES
 from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import fresnel_propagator
-from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.plan.schema import ConventionalEnginePlan
+from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.state import ReconsState
 
 logger = logging.getLogger(__name__)
 
 
-def _group_step(xp: Any, solver: Callable[..., Any], options: StepOptions, variables: Variables,
-                solver_state: Any, indices: Any, weights: Any, setup: Setup,
-                params: dict[str, Any]) -> tuple[Variables, Any, Any, Any]:
+def _group_step(
+    xp: Any,
+    solver: Callable[..., Any],
+    options: StepOptions,
+    variables: Variables,
+    solver_state: Any,
+    indices: Any,
+    weights: Any,
+    setup: Setup,
+    params: dict[str, Any],
+) -> tuple[Variables, Any, Any, Any]:
     """Forward, score, correct, update: returns variables, solver state, losses ``(B,)``, shifts."""
     forward = forward_group(xp, variables, indices, setup, options)
     measured = setup.patterns[indices]
@@ -89,11 +97,24 @@ def _setup(plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarra
     xp, real, cplx = backend.xp, backend.real_dtype, backend.complex_dtype
     shape = state.probe_shape
     thicknesses = np.asarray(state.slice_thicknesses_A, dtype=np.float64)
-    props = np.stack([
-        fresnel_propagator(np, shape, state.sampling_A, state.wavelength_A, float(dz),
-                           bwlim_frac=plan.bwlim_frac, dtype=np.float64)
-        for dz in thicknesses[:-1]
-    ]) if len(thicknesses) > 1 else np.ones((0, *shape))
+    props = (
+        np.stack(
+            [
+                fresnel_propagator(
+                    np,
+                    shape,
+                    state.sampling_A,
+                    state.wavelength_A,
+                    float(dz),
+                    bwlim_frac=plan.bwlim_frac,
+                    dtype=np.float64,
+                )
+                for dz in thicknesses[:-1]
+            ]
+        )
+        if len(thicknesses) > 1
+        else np.ones((0, *shape))
+    )
     ky, kx = fft_frequencies(np, shape, state.sampling_A, np.float64)
     return Setup(
         patterns=xp.asarray(np.fft.ifftshift(patterns, axes=(-2, -1)), dtype=real),
@@ -106,8 +127,9 @@ def _setup(plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarra
     )
 
 
-def run_conventional_engine(plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarray,
-                            ctx: EngineContext) -> ReconsState:
+def run_conventional_engine(
+    plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext
+) -> ReconsState:
     """Run ``plan.niter`` iterations of ePIE or LSQML on ``state``; returns the updated state.
 
     ``patterns`` are ``(P, N, N)`` measured intensities, centred. The error of each iteration is the
@@ -158,7 +180,8 @@ def run_conventional_engine(plan: ConventionalEnginePlan, state: ReconsState, pa
             for group, member in zip(indices, weights, strict=True):
                 group_idx, group_w = xp.asarray(group), xp.asarray(member, dtype=real)
                 new_variables, new_state, losses, group_shifts = step(
-                    solver, options, new_variables, new_state, group_idx, group_w, setup, params)
+                    solver, options, new_variables, new_state, group_idx, group_w, setup, params
+                )
                 total = total + xp.sum(losses)
                 if options.update_positions:
                     shifts = scatter_add(xp, shifts, group_idx, group_shifts)
@@ -171,7 +194,8 @@ def run_conventional_engine(plan: ConventionalEnginePlan, state: ReconsState, pa
                 raise FloatingPointError(
                     f"engines[{ctx.engine_index}]: the error became {error} at iteration {i} (object/probe "
                     f"{'finite' if np.isfinite(size) else 'not finite'}); lower beta_object/beta_probe "
-                    "or raise the noise model's eps")
+                    "or raise the noise model's eps"
+                )
             new_positions_A, move = positions_A, previous_move
             if options.update_positions:
                 move = position_hook(xp, shifts, previous_move, i, plan.niter)
