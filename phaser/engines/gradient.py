@@ -25,7 +25,7 @@ from phaser.engines.context import EngineContext
 from phaser.engines.forward_jax import model_intensity, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
 from phaser.physics.grids import fft_frequencies
-from phaser.physics.propagation import fresnel_propagator
+from phaser.physics.propagation import gap_propagators
 from phaser.plan.schema import GradientEnginePlan
 from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.solvers import OptaxSolverProps, hyperparameters_at, make_optimizer
@@ -131,23 +131,8 @@ def run_gradient_engine(
     probe_shape = state.probe_shape
     n_slices = state.n_slices
     thicknesses = np.asarray(state.slice_thicknesses_A, dtype=np.float64)
-    base_props = (
-        np.stack(
-            [
-                fresnel_propagator(
-                    np,
-                    probe_shape,
-                    state.sampling_A,
-                    state.wavelength_A,
-                    float(dz),
-                    bwlim_frac=plan.bwlim_frac,
-                    dtype=np.float64,
-                )
-                for dz in thicknesses[:-1]
-            ]
-        )
-        if n_slices > 1
-        else np.ones((0, *probe_shape))
+    base_props = gap_propagators(
+        np, probe_shape, state.sampling_A, state.wavelength_A, thicknesses, plan.bwlim_frac, np.float64
     )
     ky, kx = fft_frequencies(np, probe_shape, state.sampling_A, np.float64)
     sampling = np.asarray(state.sampling_A)

@@ -23,7 +23,7 @@ from phaser.physics.multislice import (
     object_patches,
     shifted_probes,
 )
-from phaser.physics.propagation import fresnel_propagator
+from phaser.physics.propagation import gap_propagators
 from phaser.physics.shift import phase_ramp
 from phaser.state import ReconsState
 
@@ -57,21 +57,9 @@ def slice_propagators(state: ReconsState, indices: Any, bwlim_frac: float | None
     shape, n_slices = state.probe_shape, state.n_slices
     if n_slices == 1:
         return np.ones((0, *shape), dtype=np.complex128)
-    thicknesses = np.asarray(state.slice_thicknesses_A, dtype=np.float64)[: n_slices - 1]
-    base = np.stack(
-        [
-            fresnel_propagator(
-                np,
-                shape,
-                state.sampling_A,
-                state.wavelength_A,
-                float(dz),
-                bwlim_frac=bwlim_frac,
-                dtype=np.float64,
-            )
-            for dz in thicknesses
-        ]
-    )
+    all_thicknesses = np.asarray(state.slice_thicknesses_A, dtype=np.float64)
+    thicknesses = all_thicknesses[: n_slices - 1]
+    base = gap_propagators(np, shape, state.sampling_A, state.wavelength_A, all_thicknesses, bwlim_frac, np.float64)
     tilt = np.asarray(state.tilt_mrad, dtype=np.float64)[np.asarray(indices, dtype=np.int64)]
     if not np.any(tilt):
         return base

@@ -49,3 +49,21 @@ def fresnel_propagator(
 def propagate(xp: ModuleType, wave: Any, propagator: Any) -> Any:
     """Apply a Fourier-space ``propagator`` to real-space ``wave`` over its last two axes."""
     return xp.fft.ifft2(xp.fft.fft2(wave) * propagator)
+
+
+def gap_propagators(
+    xp: ModuleType,
+    shape: tuple[int, int],
+    sampling_A: tuple[float, float],
+    wavelength_A: float,
+    thicknesses_A: Any,
+    bwlim_frac: float | None = 2.0 / 3.0,
+    dtype: Any = None,
+) -> Any:
+    """``(S-1, N, N)`` propagators over the gaps after each slice but the last (``(0, N, N)`` for one)."""
+    gaps = [float(dz) for dz in list(thicknesses_A)[:-1]]
+    if not gaps:
+        return xp.ones((0, *shape), dtype=xp.complex128)
+    return xp.stack(
+        [fresnel_propagator(xp, shape, sampling_A, wavelength_A, dz, bwlim_frac=bwlim_frac, dtype=dtype) for dz in gaps]
+    )

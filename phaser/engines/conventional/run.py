@@ -38,7 +38,7 @@ from phaser.engines.conventional.positions import rms_move, shift_estimate
 from phaser.engines.grouping import make_groups, pad_groups
 from phaser.noise import NOISE_LOSSES
 from phaser.physics.grids import fft_frequencies
-from phaser.physics.propagation import fresnel_propagator
+from phaser.physics.propagation import gap_propagators
 from phaser.plan.schema import ConventionalEnginePlan
 from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.state import ReconsState
@@ -97,24 +97,7 @@ def _setup(plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarra
     xp, real, cplx = backend.xp, backend.real_dtype, backend.complex_dtype
     shape = state.probe_shape
     thicknesses = np.asarray(state.slice_thicknesses_A, dtype=np.float64)
-    props = (
-        np.stack(
-            [
-                fresnel_propagator(
-                    np,
-                    shape,
-                    state.sampling_A,
-                    state.wavelength_A,
-                    float(dz),
-                    bwlim_frac=plan.bwlim_frac,
-                    dtype=np.float64,
-                )
-                for dz in thicknesses[:-1]
-            ]
-        )
-        if len(thicknesses) > 1
-        else np.ones((0, *shape))
-    )
+    props = gap_propagators(np, shape, state.sampling_A, state.wavelength_A, thicknesses, plan.bwlim_frac, np.float64)
     ky, kx = fft_frequencies(np, shape, state.sampling_A, np.float64)
     return Setup(
         patterns=xp.asarray(np.fft.ifftshift(patterns, axes=(-2, -1)), dtype=real),
