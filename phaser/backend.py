@@ -98,6 +98,10 @@ def get_backend(name: str = "numpy", dtype: str = "float32") -> Backend:
     elif name == "jax":
         import jax
 
+        from phaser.jax_devices import configure_cpu_devices
+
+        configure_cpu_devices()
+
         if dtype == "float64":
             jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,3 +110,32 @@ def place_positions(
     sampling = np.asarray(sampling_A)
     origin = positions_A.min(axis=0) - (np.asarray(probe_shape) / 2 + pad_px) * sampling
     return positions_A - origin
+
+
+class GlobalTiltProps(HookProps):
+    """One tilt for every position."""
+
+    tilt: tuple[float, float] = Field(description="(t_y, t_x) of the beam against the specimen [mrad]")
+
+
+def global_tilt(ctx: InitContext, n_positions: int, props: GlobalTiltProps) -> np.ndarray:
+    """Tilts ``(P, 2)`` [mrad], all equal."""
+    return np.broadcast_to(np.asarray(props.tilt, dtype=np.float64), (n_positions, 2)).copy()
+
+
+class CustomTiltProps(HookProps):
+    """Per-position tilts from a ``.npy`` file of shape ``(P, 2)`` or ``(scan_y, scan_x, 2)`` [mrad]."""
+
+    path: Path = Field(description="the .npy file")
+
+
+def custom_tilt(ctx: InitContext, n_positions: int, props: CustomTiltProps) -> np.ndarray:
+    """Tilts ``(P, 2)`` [mrad] read from ``props.path``; the count must match the positions."""
+    if not props.path.exists():
+        raise ValueError(f"init.tilt.path: file not found: {props.path}")
+    tilt = np.load(props.path).astype(np.float64)
+    if tilt.shape[-1] != 2 or tilt.size // 2 != n_positions:
+        raise ValueError(
+            f"init.tilt.path: {props.path} holds shape {tilt.shape}; expected ({n_positions}, 2) or (scan_y, scan_x, 2)"
+        )
+    return tilt.reshape(n_positions, 2)

@@ -89,6 +89,7 @@ def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator) 
     object_hook = plan.init.object or _default_hook("object", "random")
     obj = np.asarray(object_hook(object_ctx))
     scan_shape = data.raw.scan_shape or (plan.init.scan.props.shape if plan.init.scan else None)
+    tilt = plan.init.tilt(ctx, len(positions)) if plan.init.tilt is not None else np.zeros_like(positions)
     return ReconsState(
         kv=data.kv,
         wavelength_A=data.wavelength_A,
@@ -98,7 +99,7 @@ def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator) 
         slice_thicknesses_A=np.asarray(thicknesses),
         positions_A=positions,
         initial_positions_A=positions.copy(),
-        tilt_mrad=np.zeros_like(positions),
+        tilt_mrad=np.asarray(tilt, dtype=np.float64),
         scan_shape=tuple(scan_shape) if scan_shape else None,
     )
 

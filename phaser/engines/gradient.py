@@ -20,10 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from phaser.engines.context import EngineContext
 from phaser.engines.forward_jax import model_intensity, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
+from phaser.jax_devices import shard_devices
 from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import gap_propagators
 from phaser.plan.schema import GradientEnginePlan
@@ -44,6 +47,7 @@ class _Structure:
     solvers: tuple[tuple[str, optax.GradientTransformation], ...]
     regularizers: tuple[Callable[..., Any], ...]
     model_tilt: bool
+    n_devices: int = 1
 
 
 def _numeric_params(props: Any) -> dict[str, Any]:
@@ -93,6 +97,33 @@ def _apply_solvers(structure: _Structure, variables, opt_states, grads, masks, m
     return variables, opt_states
 
 
+def _group_gradients(structure: _Structure, variables, batch, aux):
+    """Data loss and gradients of one group, its positions split over ``structure.n_devices``.
+
+    Every device holds the variables and computes the loss of its share of the group; the losses
+    and gradients are summed across devices (both are sums over positions, and the regularizer
+    term is weighted by each share's positions, so the sum is the whole group's).
+    """
+
+    def local(variables, idx, weights, aux):
+        (_, data), grads = jax.value_and_grad(partial(_group_loss, structure), has_aux=True)(
+            variables, (idx, weights), aux
+        )
+        return data, grads
+
+    if structure.n_devices == 1:
+        return local(variables, *batch, aux)
+    mesh = Mesh(np.asarray(shard_devices()[: structure.n_devices]), ("positions",))
+
+    def summed(variables, idx, weights, aux):
+        return jax.lax.psum(local(variables, idx, weights, aux), "positions")
+
+    sharded = jax.shard_map(
+        summed, mesh=mesh, in_specs=(P(), P("positions"), P("positions"), P()), out_specs=(P(), P()), check_vma=False
+    )
+    return sharded(variables, *batch, aux)
+
+
 @partial(jax.jit, static_argnums=0)
 def _iteration(structure: _Structure, variables, opt_states, masks, groups, aux):
     """One pass over every group: returns the new variables, solver states and the summed data loss."""
@@ -100,7 +131,7 @@ def _iteration(structure: _Structure, variables, opt_states, masks, groups, aux)
 
     def step(carry, batch):
         variables, opt_states = carry
-        (_, data), grads = jax.value_and_grad(partial(_group_loss, structure), has_aux=True)(variables, batch, aux)
+        data, grads = _group_gradients(structure, variables, batch, aux)
         members = jnp.zeros((n_positions,), jnp.float32).at[batch[0]].max(batch[1])
         variables, opt_states = _apply_solvers(structure, variables, opt_states, grads, masks, members)
         return (variables, opt_states), data
@@ -153,6 +184,7 @@ def run_gradient_engine(
         model_tilt=bool(
             n_slices > 1 and (flag_ever(flags["tilt"], plan.niter) or np.any(np.asarray(state.tilt_mrad) != 0))
         ),
+        n_devices=len(shard_devices()),
     )
     opt_states = {name: solver.init(variables[name]) for name, solver in structure.solvers}
     aux = {
@@ -182,7 +214,9 @@ def run_gradient_engine(
                 for h in plan.regularizers
             )
             do_shuffle = True if shuffle is None else flag_at(shuffle, i)
-            groups = pad_groups(make_groups(positions_np, group_size, plan.compact, do_shuffle, ctx.rng))
+            groups = pad_groups(
+                make_groups(positions_np, group_size, plan.compact, do_shuffle, ctx.rng), structure.n_devices
+            )
             new_variables, opt_states, total = _iteration(
                 structure, variables, opt_states, masks, (jnp.asarray(groups[0]), jnp.asarray(groups[1])), aux
             )

@@ -60,9 +60,12 @@ def make_groups(
     return groups
 
 
-def pad_groups(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Rectangular ``(indices, weights)``; short groups repeat their first member with weight 0."""
-    width = max(len(g) for g in groups)
+def pad_groups(groups: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Rectangular ``(indices, weights)``; short groups repeat their first member with weight 0.
+
+    The width is rounded up to a ``multiple`` (the number of devices a group is split over).
+    """
+    width = -(-max(len(g) for g in groups) // multiple) * multiple
     indices = np.zeros((len(groups), width), dtype=np.int32)
     weights = np.zeros((len(groups), width), dtype=np.float32)
     for i, group in enumerate(groups):

@@ -10,6 +10,8 @@ def _register_builtins() -> None:
     register("probe", "focused", "phaser.initial:focused", initial.FocusedProbeProps)
     register("scan", "raster", "phaser.initial:raster", initial.RasterScanProps)
     register("object", "random", "phaser.initial:random_object", initial.RandomObjectProps)
+    register("tilt", "global", "phaser.initial:global_tilt", initial.GlobalTiltProps)
+    register("tilt", "custom", "phaser.initial:custom_tilt", initial.CustomTiltProps)
     for name, props in noise.NOISE_PROPS.items():
         register("noise_model", name, f"phaser.noise:{noise.NOISE_LOSSES[name].__name__}", props)
     for name in solvers.OPTAX_SOLVERS:

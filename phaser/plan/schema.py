@@ -69,8 +69,9 @@ class InitPlan(PlanModel):
     scan: hook_field("scan") | None = None  # type: ignore[valid-type]
     probe: hook_field("probe") | None = None  # type: ignore[valid-type]
     object: hook_field("object") | None = None  # type: ignore[valid-type]
+    tilt: hook_field("tilt") | None = None  # type: ignore[valid-type]
 
-    @field_validator("scan", "probe", mode="before")
+    @field_validator("scan", "probe", "tilt", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == {} else value
