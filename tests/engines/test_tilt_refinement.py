@@ -69,4 +69,4 @@ def test_tilt_refinement_recovers_a_global_tilt() -> None:
     result = run_gradient_engine(plan, state, patterns.astype(np.float32), ctx)
     recovered = np.asarray(result.tilt_mrad).mean(axis=0)
     assert result.error_history[-1] < 0.05 * result.error_history[0]
-    np.testing.assert_allclose(recovered, TILT_MRAD, atol=0.5)  # measured within 0.2 mrad after 60 iterations
+    np.testing.assert_allclose(recovered, TILT_MRAD, atol=0.5)  # measured: (7.98, -6.01) mrad
