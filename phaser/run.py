@@ -138,10 +138,10 @@ def run_plan(plan: ReconsPlan, observers: list[Observer] | None = None) -> Recon
     try:
         for index, engine in enumerate(plan.engines):
             state.engine_index = index
-            state = prepare_for_engine(state, engine, plan, data.patterns.shape[-2:], rng)
+            state, patterns = prepare_for_engine(state, engine, plan, data.patterns, rng)
             watchers.engine_started(index, engine, state)
             ctx = EngineContext(backend=backend, rng=rng, observers=watchers, engine_index=index)
-            state = run_engine(engine, state, data.patterns, ctx)
+            state = run_engine(engine, state, patterns, ctx)
             watchers.engine_finished(index, engine, state)
     except BaseException as exc:
         watchers.run_finished(state, exc)
