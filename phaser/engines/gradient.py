@@ -23,6 +23,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from phaser.constraints import ConstraintContext, apply_constraints, constraint_numbers
 from phaser.engines.context import EngineContext
 from phaser.engines.forward_jax import model_intensity, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
@@ -48,6 +49,8 @@ class _Structure:
     regularizers: tuple[Callable[..., Any], ...]
     model_tilt: bool
     n_devices: int = 1
+    group_constraints: tuple[Callable[..., Any], ...] = ()
+    iter_constraints: tuple[Callable[..., Any], ...] = ()
 
 
 def _numeric_params(props: Any) -> dict[str, Any]:
@@ -134,13 +137,24 @@ def _iteration(structure: _Structure, variables, opt_states, masks, groups, aux)
         data, grads = _group_gradients(structure, variables, batch, aux)
         members = jnp.zeros((n_positions,), jnp.float32).at[batch[0]].max(batch[1])
         variables, opt_states = _apply_solvers(structure, variables, opt_states, grads, masks, members)
+        variables = apply_constraints(
+            jnp, structure.group_constraints, variables, aux["group_constraint_params"], aux["constraint_context"]
+        )
         return (variables, opt_states), data
 
     (variables, opt_states), losses = jax.lax.scan(step, (variables, opt_states), groups)
     # the mean shift of the positions is not constrained by the data: remove it
     drift = jnp.mean(variables["positions"] - aux["initial_positions"], axis=0)
     variables = {**variables, "positions": variables["positions"] - masks["positions"] * drift}
+    variables = apply_constraints(
+        jnp, structure.iter_constraints, variables, aux["iter_constraint_params"], aux["constraint_context"]
+    )
     return variables, opt_states, jnp.sum(losses)
+
+
+def _constraint_params(hooks: list[Any], i: int, niter: int, dtype: Any) -> tuple[dict[str, Any], ...]:
+    """The numbers of each constraint hook at iteration ``i``, as traced scalars."""
+    return tuple({k: jnp.asarray(v, dtype) for k, v in constraint_numbers(h.props, i, niter).items()} for h in hooks)
 
 
 def _set_hyperparameters(state: Any, values: dict[str, float]) -> Any:
@@ -185,6 +199,8 @@ def run_gradient_engine(
             n_slices > 1 and (flag_ever(flags["tilt"], plan.niter) or np.any(np.asarray(state.tilt_mrad) != 0))
         ),
         n_devices=len(shard_devices()),
+        group_constraints=tuple(hook.function() for hook in plan.group_constraints),
+        iter_constraints=tuple(hook.function() for hook in plan.iter_constraints),
     )
     opt_states = {name: solver.init(variables[name]) for name, solver in structure.solvers}
     aux = {
@@ -196,6 +212,7 @@ def run_gradient_engine(
         "noise_params": _numeric_params(plan.noise_model.props),
         "initial_positions": jnp.asarray(np.asarray(state.initial_positions_A) / sampling, real),
         "n_positions": jnp.asarray(patterns.shape[0], real),
+        "constraint_context": ConstraintContext.from_state(state),
     }
     group_size = plan.grouping or patterns.shape[0]
     shuffle = plan.shuffle_groups
@@ -209,6 +226,8 @@ def run_gradient_engine(
                 props = solver_hooks[name].props
                 values = hyperparameters_at(props, i, plan.niter) if isinstance(props, OptaxSolverProps) else {}
                 opt_states[name] = _set_hyperparameters(opt_states[name], values)
+            aux["group_constraint_params"] = _constraint_params(plan.group_constraints, i, plan.niter, real)
+            aux["iter_constraint_params"] = _constraint_params(plan.iter_constraints, i, plan.niter, real)
             aux["reg_params"] = tuple(
                 {**_numeric_params(h.props), "weight": jnp.asarray(schedule_at(h.props.weight, i, plan.niter), real)}
                 for h in plan.regularizers

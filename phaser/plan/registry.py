@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phaser import initial, noise, regularizers, solvers
+from phaser import constraints, initial, noise, regularizers, solvers
 from phaser.hooks import register
 
 
@@ -16,6 +16,9 @@ def _register_builtins() -> None:
         register("noise_model", name, f"phaser.noise:{noise.NOISE_LOSSES[name].__name__}", props)
     for name in solvers.OPTAX_SOLVERS:
         register("gradient_solver", name, f"optax:{name}", solvers.solver_props_class(name))
+    for name, (function, props) in constraints.CONSTRAINTS.items():
+        for kind in ("group_constraint", "iter_constraint"):
+            register(kind, name, f"phaser.constraints:{function.__name__}", props)
     for name, (function, props) in regularizers.COST_REGULARIZERS.items():
         register("cost_regularizer", name, f"phaser.regularizers:{function.__name__}", props)
     from phaser.engines import conventional_props as conv

@@ -15,8 +15,8 @@ is called once per iteration as ``position_solver(xp, shift_px, previous_move_px
 and returns the moves ``(P, 2)`` [px]. On jax every group step is jit-compiled; numbers enter as
 traced scalars, so only the update flags can cause a recompile.
 
-Not used here: ``calc_error``/``calc_error_fraction`` (the error comes free with every pass),
-``group_constraints``/``iter_constraints`` (no built-ins yet), ``check_every_group``,
+Group constraints run after every group step, iteration constraints after each pass. Not used here:
+``calc_error``/``calc_error_fraction`` (the error comes free with every pass), ``check_every_group``,
 ``send_every_group``, ``buffer_n_groups``, ``jit_unroll_slices``.
 """
 
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from phaser.backend import to_numpy
+from phaser.constraints import ConstraintContext, apply_constraints, constraint_numbers
 from phaser.engines.context import EngineContext
 from phaser.engines.conventional.arrays import abs2, is_jax, scatter_add
 from phaser.engines.conventional.forward import Setup, StepOptions, Variables, forward_group
@@ -144,6 +145,9 @@ def run_conventional_engine(
     previous_move = xp.zeros((n_positions, 2), dtype=real)
     positions_A = np.asarray(to_numpy(state.positions_A), dtype=np.float64)
     observers = ctx.observers
+    context = ConstraintContext.from_state(state)
+    group_constraints = tuple(hook.function() for hook in plan.group_constraints)
+    iter_constraints = tuple(hook.function() for hook in plan.iter_constraints)
 
     try:
         for i in range(1, plan.niter + 1):
@@ -155,6 +159,8 @@ def run_conventional_engine(
                 model_tilt=model_tilt,
             )
             params = _numbers(xp, plan.solver.props, i, plan.niter, real)
+            group_params = _constraint_params(xp, plan.group_constraints, i, plan.niter, real)
+            iter_params = _constraint_params(xp, plan.iter_constraints, i, plan.niter, real)
             shuffle = True if plan.shuffle_groups is None else flag_at(plan.shuffle_groups, i)
             indices, weights = pad_groups(make_groups(positions_A, group_size, plan.compact, shuffle, ctx.rng))
             new_variables, new_state = variables, solver_state
@@ -166,6 +172,7 @@ def run_conventional_engine(
                     solver, options, new_variables, new_state, group_idx, group_w, setup, params
                 )
                 total = total + xp.sum(losses)
+                new_variables = _constrained(xp, group_constraints, new_variables, group_params, context)
                 if options.update_positions:
                     shifts = scatter_add(xp, shifts, group_idx, group_shifts)
             if finish_iteration is not None:
@@ -183,8 +190,12 @@ def run_conventional_engine(
             if options.update_positions:
                 move = position_hook(xp, shifts, previous_move, i, plan.niter)
                 new_variables = new_variables._replace(positions=new_variables.positions + move.astype(real))
-                new_positions_A = np.asarray(to_numpy(new_variables.positions), dtype=np.float64) * sampling
                 logger.debug("iteration %d: positions moved by %.3g px rms", i, rms_move(xp, move))
+            if iter_constraints:
+                # after the position move, so that projections of the positions see this iteration's
+                new_variables = _constrained(xp, iter_constraints, new_variables, iter_params, context)
+            if options.update_positions or iter_constraints:
+                new_positions_A = np.asarray(to_numpy(new_variables.positions), dtype=np.float64) * sampling
             variables, solver_state, positions_A, previous_move = new_variables, new_state, new_positions_A, move
             state.iteration += 1
             state.record_error(error)
@@ -196,6 +207,23 @@ def run_conventional_engine(
         # also on Ctrl-C or an error: the state keeps the last completed iteration
         _write_back(state, variables, positions_A)
     return state
+
+
+def _constraint_params(xp: Any, hooks: list[Any], i: int, niter: int, dtype: Any) -> tuple[dict[str, Any], ...]:
+    """The numbers of each constraint hook at iteration ``i``, on the backend."""
+    return tuple(
+        {k: xp.asarray(v, dtype=dtype) for k, v in constraint_numbers(h.props, i, niter).items()} for h in hooks
+    )
+
+
+def _constrained(
+    xp: Any, functions: tuple[Any, ...], variables: Variables, params: tuple[Any, ...], context: ConstraintContext
+) -> Variables:
+    """``variables`` after the constraints (the engine's tuple converted to and from their dict)."""
+    if not functions:
+        return variables
+    constrained = apply_constraints(xp, functions, variables._asdict(), params, context)
+    return Variables(**{name: constrained[name] for name in Variables._fields})
 
 
 def _write_back(state: ReconsState, variables: Variables, positions_A: np.ndarray) -> ReconsState:
