@@ -32,3 +32,41 @@ def phase_error(
     diff = (recon_phase - truth)[lo[0] : hi[0], lo[1] : hi[1]]
     diff = diff - diff.mean()
     return float(np.sqrt(np.mean(diff**2)))
+
+
+# The small simulated dataset most tests share: 200 kV, 20 mrad, 100 A defocus (C10), 32x32 patterns at
+# 2 mrad per pixel, 0.6 A steps, 1e5 electrons per pattern, seed 0. Tests override what they vary.
+DATASET_DEFAULTS = dict(
+    kv=200.0,
+    conv_angle_mrad=20.0,
+    defocus_A=100.0,
+    diff_step_mrad=2.0,
+    scan_step_A=0.6,
+    pattern_shape=(32, 32),
+    scan_shape=(8, 8),
+    dose_per_pattern=1e5,
+    seed=0,
+)
+FOCUSED_PROBE = {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}
+
+
+def simulated_file(path, **overrides):
+    """Simulate :data:`DATASET_DEFAULTS` (with ``overrides``), write it to ``path``; returns (dataset, path)."""
+    from phaser.simulate import simulate_dataset
+    from phaser.simulate.files import write_dataset
+
+    ds = simulate_dataset(**{**DATASET_DEFAULTS, **overrides})
+    return ds, write_dataset(ds, path)
+
+
+def plan_for(data_path, engines: list[dict], **fields) -> dict:
+    """A plan mapping over ``data_path`` with the focused probe of the simulated data and ``engines``."""
+    return {
+        "name": "test",
+        "backend": "jax",
+        "seed": 0,
+        "raw_data": {"type": "manual", "path": str(data_path)},
+        "init": {"probe": dict(FOCUSED_PROBE)},
+        "engines": engines,
+        **fields,
+    }

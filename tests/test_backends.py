@@ -9,8 +9,7 @@ from phaser.backend import backend_available, get_backend, to_numpy
 from phaser.physics.multislice import forward_intensity
 from phaser.plan import validate_plan
 from phaser.run import run_plan
-from phaser.simulate import simulate_dataset
-from phaser.simulate.files import write_dataset
+from tests.helpers import plan_for, simulated_file
 
 OTHER_BACKENDS = [
     "jax",
@@ -20,44 +19,14 @@ OTHER_BACKENDS = [
 
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory: pytest.TempPathFactory):
-    ds = simulate_dataset(
-        kv=200.0,
-        conv_angle_mrad=20.0,
-        defocus_A=100.0,
-        diff_step_mrad=2.0,
-        scan_step_A=0.6,
-        pattern_shape=(32, 32),
-        scan_shape=(6, 6),
-        dose_per_pattern=1e5,
-        seed=0,
-        n_slices=2,
-        slice_thickness_A=10.0,
-    )
-    return write_dataset(ds, tmp_path_factory.mktemp("backends") / "sim.h5")
+    path = tmp_path_factory.mktemp("backends") / "sim.h5"
+    return simulated_file(path, scan_shape=(6, 6), n_slices=2, slice_thickness_A=10.0)[1]
 
 
 def _run(path, backend: str, solver: dict):
-    return run_plan(
-        validate_plan(
-            {
-                "name": "b",
-                "backend": backend,
-                "seed": 2,
-                "raw_data": {"type": "manual", "path": str(path)},
-                "init": {"probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}},
-                "slices": {"n": 2, "slice_thickness": 10.0},
-                "engines": [
-                    {
-                        "type": "conventional",
-                        "niter": 2,
-                        "grouping": 8,
-                        "noise_model": {"type": "amplitude"},
-                        "solver": solver,
-                    }
-                ],
-            }
-        )
-    )
+    engine = {"type": "conventional", "niter": 2, "grouping": 8, "noise_model": {"type": "amplitude"}, "solver": solver}
+    plan = plan_for(path, [engine], backend=backend, seed=2, slices={"n": 2, "slice_thickness": 10.0})
+    return run_plan(validate_plan(plan))
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)

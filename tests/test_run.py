@@ -15,49 +15,28 @@ from phaser.observers import CallbackObserver, EarlyTermination, Observer
 from phaser.output import OutputObserver
 from phaser.plan import validate_plan
 from phaser.run import run_plan
-from phaser.simulate import simulate_dataset
-from phaser.simulate.files import write_dataset
+from tests.helpers import plan_for, simulated_file
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "sim.h5"
-    ds = simulate_dataset(
-        kv=200.0,
-        conv_angle_mrad=20.0,
-        defocus_A=100.0,
-        diff_step_mrad=2.0,
-        scan_step_A=0.6,
-        pattern_shape=(32, 32),
-        scan_shape=(8, 8),
-        dose_per_pattern=1e5,
-        seed=0,
-    )
-    return write_dataset(ds, path)
+    return simulated_file(tmp_path_factory.mktemp("data") / "sim.h5")[1]
 
 
 def plan_data(data_path: Path, niter: int = 4) -> dict:
-    return {
-        "name": "run",
-        "backend": "jax",
-        "seed": 3,
-        "raw_data": {"type": "manual", "path": str(data_path)},
-        "init": {"probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}},
-        "engines": [
-            {
-                "type": "gradient",
-                "niter": niter,
-                "grouping": 16,
-                "noise_model": {"type": "amplitude"},
-                "solvers": {
-                    "object": {"type": "adam", "learning_rate": 0.05},
-                    "probe": {"type": "adam", "learning_rate": 0.01},
-                },
-                "save": {"every": 2},
-                "save_images": {"every": 4},
-            }
-        ],
+    engine = {
+        "type": "gradient",
+        "niter": niter,
+        "grouping": 16,
+        "noise_model": {"type": "amplitude"},
+        "solvers": {
+            "object": {"type": "adam", "learning_rate": 0.05},
+            "probe": {"type": "adam", "learning_rate": 0.01},
+        },
+        "save": {"every": 2},
+        "save_images": {"every": 4},
     }
+    return plan_for(data_path, [engine], name="run", seed=3)
 
 
 def test_run_writes_checkpoints_images_and_resolved_plan(dataset: Path, tmp_path: Path) -> None:

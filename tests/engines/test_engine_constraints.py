@@ -8,8 +8,7 @@ import pytest
 from phaser.backend import to_numpy
 from phaser.plan import validate_plan
 from phaser.run import run_plan
-from phaser.simulate import simulate_dataset
-from phaser.simulate.files import write_dataset
+from tests.helpers import plan_for, simulated_file
 
 GRADIENT = {
     "type": "gradient",
@@ -30,34 +29,11 @@ CONVENTIONAL = {
 
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory: pytest.TempPathFactory):
-    ds = simulate_dataset(
-        kv=200.0,
-        conv_angle_mrad=20.0,
-        defocus_A=100.0,
-        diff_step_mrad=2.0,
-        scan_step_A=0.6,
-        pattern_shape=(32, 32),
-        scan_shape=(8, 8),
-        dose_per_pattern=1e5,
-        seed=0,
-        position_jitter_A=0.15,
-    )
-    return write_dataset(ds, tmp_path_factory.mktemp("constraints") / "sim.h5")
+    return simulated_file(tmp_path_factory.mktemp("constraints") / "sim.h5", position_jitter_A=0.15)[1]
 
 
 def _run(path, engine: dict, backend: str = "jax"):
-    return run_plan(
-        validate_plan(
-            {
-                "name": "c",
-                "backend": backend,
-                "seed": 0,
-                "raw_data": {"type": "manual", "path": str(path)},
-                "init": {"probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}},
-                "engines": [{"niter": 6, "grouping": 16, **engine}],
-            }
-        )
-    )
+    return run_plan(validate_plan(plan_for(path, [{"niter": 6, "grouping": 16, **engine}], backend=backend)))
 
 
 @pytest.mark.parametrize("engine", [GRADIENT, CONVENTIONAL], ids=["gradient", "conventional"])

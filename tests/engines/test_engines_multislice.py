@@ -13,9 +13,7 @@ import pytest
 
 from phaser.plan import validate_plan
 from phaser.run import run_plan
-from phaser.simulate import simulate_dataset
-from phaser.simulate.files import write_dataset
-from tests.helpers import phase_error
+from tests.helpers import phase_error, plan_for, simulated_file
 
 POSITION_SOLVER = {"type": "steepest_descent", "step_size": 3.0}
 ENGINES = {
@@ -47,23 +45,15 @@ BOUNDS = {"gradient": (0.06, 0.7), "epie": (0.055, 0.9), "lsqml": (0.065, 0.95)}
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("multislice")
-    ds = simulate_dataset(
-        kv=200.0,
-        conv_angle_mrad=20.0,
-        defocus_A=100.0,
-        diff_step_mrad=2.0,
-        scan_step_A=0.6,
-        pattern_shape=(32, 32),
+    path = tmp_path_factory.mktemp("multislice") / "sim.h5"
+    return simulated_file(
+        path,
         scan_shape=(12, 12),
-        dose_per_pattern=1e5,
-        seed=0,
         n_slices=2,
         slice_thickness_A=10.0,
         probe_modes_weights=[1.0, 0.3],
         position_jitter_A=0.3 * 0.392,
     )
-    return ds, write_dataset(ds, folder / "sim.h5")
 
 
 def _rms_position_error_px(positions_A: np.ndarray, truth_A: np.ndarray, sampling_A: tuple[float, float]) -> float:
@@ -74,19 +64,8 @@ def _rms_position_error_px(positions_A: np.ndarray, truth_A: np.ndarray, samplin
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_engine_reconstructs_multislice_with_modes_and_position_correction(engine: str, dataset) -> None:
     ds, path = dataset
-    plan = validate_plan(
-        {
-            "name": engine,
-            "backend": "jax",
-            "seed": 1,
-            "raw_data": {"type": "manual", "path": str(path)},
-            "init": {"probe": {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}},
-            "slices": {"n": 2, "slice_thickness": 10.0},
-            "engines": [
-                {**ENGINES[engine], "niter": 40, "grouping": 16, "probe_modes": 2, "update_positions": {"after": 10}}
-            ],
-        }
-    )
+    engine_plan = {**ENGINES[engine], "niter": 40, "grouping": 16, "probe_modes": 2, "update_positions": {"after": 10}}
+    plan = validate_plan(plan_for(path, [engine_plan], seed=1, slices={"n": 2, "slice_thickness": 10.0}))
     state = run_plan(plan)
     history = state.error_history
     assert all(np.isfinite(history)) and history[-1] < 0.35 * history[0]
