@@ -79,9 +79,11 @@ def score_files(
 ) -> dict[str, Any]:
     """Every score of :func:`phase_error_vs_truth` for a state file against a simulated truth.
 
-    The truth's projected phase is the phase of the product of its slices (the reconstruction's
-    likewise); it is placed by the mean offset between the two position sets (when the state has
-    as many positions as the truth; otherwise the registration alone finds the shift).
+    The projected phase of truth and reconstruction is the sum of their slices' phases, which does
+    not wrap for a thick specimen as the phase of the slices' product would (a simulated truth has
+    thin slices, each well inside (-pi, pi]); the truth is placed by the mean offset between the two
+    position sets (when the state has as many positions as the truth; otherwise the registration
+    alone finds the shift).
     """
     from phaser.simulate.files import read_truth
 
@@ -101,7 +103,7 @@ def score_files(
         sampling_A=state.sampling_A,
         truth_sampling_A=truth["sampling_A"],
         truth_offset_px=offset,
-        combine="product",
+        combine="sum",
         probe_radius_px=probe_radius,
         ramp=ramp,
         scale=scale,

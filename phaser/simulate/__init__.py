@@ -1,4 +1,4 @@
-"""Simulated 4D-STEM datasets from known objects, for tests, examples and the quickstart."""
+"""Simulated 4D-STEM datasets from known objects or specimens, for tests, examples, studies and the quickstart."""
 
 from phaser.simulate.dataset import (
     SimulatedDataset,
@@ -7,15 +7,19 @@ from phaser.simulate.dataset import (
     simulate_dataset,
 )
 from phaser.simulate.files import read_truth, write_dataset
+from phaser.simulate.from_specimen import read_potential, simulate_specimen_dataset, write_specimen_dataset
 from phaser.simulate.objects import gaussian_atom_phase, transmission
 
 __all__ = [
     "SimulatedDataset",
     "gaussian_atom_phase",
     "incoherent_probe_modes",
+    "read_potential",
     "read_truth",
     "required_object_shape",
     "simulate_dataset",
+    "simulate_specimen_dataset",
     "transmission",
     "write_dataset",
+    "write_specimen_dataset",
 ]
