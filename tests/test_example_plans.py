@@ -10,8 +10,7 @@ import yaml
 
 from phaser.plan import validate_plan
 from phaser.run import run_plan
-from phaser.simulate import simulate_dataset
-from phaser.simulate.files import write_dataset
+from tests.helpers import simulated_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "plans" / "examples"
 
@@ -20,23 +19,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "plans" / "examples"
 def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The two datasets the example plans name, on an 8x8 scan to keep the test fast."""
     folder = tmp_path_factory.mktemp("examples")
-    common = dict(
-        kv=200.0,
-        conv_angle_mrad=20.0,
-        defocus_A=100.0,
-        diff_step_mrad=2.0,
-        scan_step_A=0.6,
-        pattern_shape=(32, 32),
-        scan_shape=(8, 8),
-        dose_per_pattern=1e5,
-        seed=0,
-    )
-    write_dataset(simulate_dataset(**common), folder / "sim_1slice.h5")
-    write_dataset(
-        simulate_dataset(
-            **common, n_slices=4, slice_thickness_A=10.0, probe_modes_weights=[1.0, 0.5], position_jitter_A=0.1
-        ),
+    simulated_file(folder / "sim_1slice.h5")
+    simulated_file(
         folder / "sim_4slice.h5",
+        n_slices=4,
+        slice_thickness_A=10.0,
+        probe_modes_weights=[1.0, 0.5],
+        position_jitter_A=0.1,
     )
     return folder
 

@@ -14,19 +14,9 @@ from phaser.engines import gradient
 from phaser.plan import validate_plan
 from phaser.run import run_plan
 from phaser.simulate import simulate_dataset, write_dataset
-from tests.helpers import phase_error
+from tests.helpers import DATASET_DEFAULTS, phase_error
 
-DATASET = dict(
-    kv=200.0,
-    conv_angle_mrad=20.0,
-    defocus_A=100.0,
-    diff_step_mrad=2.0,
-    scan_step_A=0.6,
-    pattern_shape=(32, 32),
-    scan_shape=(16, 16),
-    dose_per_pattern=1e5,
-    seed=0,
-)
+DATASET = {**DATASET_DEFAULTS, "scan_shape": (16, 16)}
 
 
 def _plan_data(path: str, **engine) -> dict:

@@ -304,21 +304,9 @@ def test_a_probe_that_does_not_match_the_plan_is_reported():
 def test_a_plan_changing_grid_modes_and_slices_between_engines_runs(tmp_path: Path):
     from phaser.plan import validate_plan
     from phaser.run import run_plan
-    from phaser.simulate import simulate_dataset
-    from phaser.simulate.files import write_dataset
+    from tests.helpers import simulated_file
 
-    ds = simulate_dataset(
-        kv=200.0,
-        conv_angle_mrad=20.0,
-        defocus_A=100.0,
-        diff_step_mrad=2.0,
-        scan_step_A=0.6,
-        pattern_shape=(32, 32),
-        scan_shape=(6, 6),
-        dose_per_pattern=1e5,
-        seed=0,
-    )
-    path = write_dataset(ds, tmp_path / "sim.h5")
+    _, path = simulated_file(tmp_path / "sim.h5", scan_shape=(6, 6))
     solvers = {"object": {"type": "adam", "learning_rate": 0.05}, "probe": {"type": "adam", "learning_rate": 0.01}}
     engine = {"type": "gradient", "niter": 2, "grouping": 12, "noise_model": {"type": "amplitude"}, "solvers": solvers}
     plan = validate_plan(
