@@ -17,7 +17,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from phaser.constraints.base import ConstraintContext, ConstraintProps, constraint_numbers
+from phaser.constraints.base import ConstraintContext, ConstraintProps, constraint_numbers, constraint_params
 from phaser.constraints.object import (
     ClampObjectAmplitudeProps,
     LayersProps,
@@ -96,6 +96,7 @@ __all__ = [
     "apply_constraints",
     "clamp_object_amplitude",
     "constraint_numbers",
+    "constraint_params",
     "layers",
     "nonneg_object_phase",
     "obj_gaussian",

@@ -136,3 +136,10 @@ def _fourier_filter(xp: ModuleType, array: Any, filt: Any) -> Any:
 
 
 # --- object --------------------------------------------------------------------------------------
+
+
+def constraint_params(xp: ModuleType, hooks: Any, i: int, niter: int, dtype: Any) -> tuple[dict[str, Any], ...]:
+    """The numbers of each constraint hook at iteration ``i`` as ``xp`` scalars (traced under jit)."""
+    return tuple(
+        {k: xp.asarray(v, dtype=dtype) for k, v in constraint_numbers(h.props, i, niter).items()} for h in hooks
+    )

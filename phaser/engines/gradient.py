@@ -23,7 +23,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from phaser.constraints import ConstraintContext, apply_constraints, constraint_numbers
+from phaser.constraints import ConstraintContext, apply_constraints, constraint_params
 from phaser.engines.context import EngineContext
 from phaser.engines.forward_jax import model_intensity, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
@@ -152,11 +152,6 @@ def _iteration(structure: _Structure, variables, opt_states, masks, groups, aux)
     return variables, opt_states, jnp.sum(losses)
 
 
-def _constraint_params(hooks: list[Any], i: int, niter: int, dtype: Any) -> tuple[dict[str, Any], ...]:
-    """The numbers of each constraint hook at iteration ``i``, as traced scalars."""
-    return tuple({k: jnp.asarray(v, dtype) for k, v in constraint_numbers(h.props, i, niter).items()} for h in hooks)
-
-
 def _set_hyperparameters(state: Any, values: dict[str, float]) -> Any:
     hyper = dict(state.hyperparams)
     hyper.update({k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
@@ -228,8 +223,8 @@ def run_gradient_engine(
                 props = solver_hooks[name].props
                 values = hyperparameters_at(props, i, plan.niter) if isinstance(props, OptaxSolverProps) else {}
                 opt_states[name] = _set_hyperparameters(opt_states[name], values)
-            aux["group_constraint_params"] = _constraint_params(plan.group_constraints, i, plan.niter, real)
-            aux["iter_constraint_params"] = _constraint_params(plan.iter_constraints, i, plan.niter, real)
+            aux["group_constraint_params"] = constraint_params(jnp, plan.group_constraints, i, plan.niter, real)
+            aux["iter_constraint_params"] = constraint_params(jnp, plan.iter_constraints, i, plan.niter, real)
             aux["reg_params"] = tuple(
                 {**_numeric_params(h.props), "weight": jnp.asarray(schedule_at(h.props.weight, i, plan.niter), real)}
                 for h in plan.regularizers

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from phaser.backend import to_numpy
-from phaser.constraints import ConstraintContext, apply_constraints, constraint_numbers
+from phaser.constraints import ConstraintContext, apply_constraints, constraint_params
 from phaser.engines.context import EngineContext
 from phaser.engines.conventional.arrays import abs2, is_jax, scatter_add
 from phaser.engines.conventional.forward import Setup, StepOptions, Variables, forward_group
@@ -159,8 +159,8 @@ def run_conventional_engine(
                 model_tilt=model_tilt,
             )
             params = _numbers(xp, plan.solver.props, i, plan.niter, real)
-            group_params = _constraint_params(xp, plan.group_constraints, i, plan.niter, real)
-            iter_params = _constraint_params(xp, plan.iter_constraints, i, plan.niter, real)
+            group_params = constraint_params(xp, plan.group_constraints, i, plan.niter, real)
+            iter_params = constraint_params(xp, plan.iter_constraints, i, plan.niter, real)
             shuffle = True if plan.shuffle_groups is None else flag_at(plan.shuffle_groups, i)
             indices, weights = pad_groups(make_groups(positions_A, group_size, plan.compact, shuffle, ctx.rng))
             new_variables, new_state = variables, solver_state
@@ -207,13 +207,6 @@ def run_conventional_engine(
         # also on Ctrl-C or an error: the state keeps the last completed iteration
         _write_back(state, variables, positions_A)
     return state
-
-
-def _constraint_params(xp: Any, hooks: list[Any], i: int, niter: int, dtype: Any) -> tuple[dict[str, Any], ...]:
-    """The numbers of each constraint hook at iteration ``i``, on the backend."""
-    return tuple(
-        {k: xp.asarray(v, dtype=dtype) for k, v in constraint_numbers(h.props, i, niter).items()} for h in hooks
-    )
 
 
 def _constrained(
