@@ -35,8 +35,9 @@ def phase_error(
 
 
 # The small simulated dataset most tests share: 200 kV, 20 mrad, 100 A defocus (C10), 32x32 patterns at
-# 2 mrad per pixel, 0.6 A steps, 1e5 electrons per pattern, seed 0. Tests override what they vary.
-DATASET_DEFAULTS = dict(
+# 2 mrad per pixel, 0.6 A steps on an 8x8 scan; DATASET_DEFAULTS adds 1e5 electrons per pattern, seed 0.
+# Tests override what they vary; DATASET_GEOMETRY alone gives noiseless data.
+DATASET_GEOMETRY = dict(
     kv=200.0,
     conv_angle_mrad=20.0,
     defocus_A=100.0,
@@ -44,9 +45,8 @@ DATASET_DEFAULTS = dict(
     scan_step_A=0.6,
     pattern_shape=(32, 32),
     scan_shape=(8, 8),
-    dose_per_pattern=1e5,
-    seed=0,
 )
+DATASET_DEFAULTS = dict(**DATASET_GEOMETRY, dose_per_pattern=1e5, seed=0)
 FOCUSED_PROBE = {"type": "focused", "conv_angle": 20.0, "defocus": 100.0}
 
 

@@ -12,16 +12,7 @@ from phaser.io.state_file import save_state
 from phaser.metrics.cli import add_parser
 from phaser.simulate import simulate_dataset, write_dataset
 from phaser.state import ReconsState
-
-SMALL = dict(
-    kv=200.0,
-    conv_angle_mrad=20.0,
-    defocus_A=100.0,
-    diff_step_mrad=2.0,
-    scan_step_A=0.6,
-    pattern_shape=(32, 32),
-    scan_shape=(8, 8),
-)
+from tests.helpers import DATASET_GEOMETRY
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -35,7 +26,7 @@ def files(tmp_path_factory):
     """A simulated truth file, and state files holding the truth and a degraded copy of it, with
     the state's frame 3 px off the truth's."""
     folder = tmp_path_factory.mktemp("score")
-    ds = simulate_dataset(**SMALL, n_slices=2, slice_thickness_A=5.0)
+    ds = simulate_dataset(**DATASET_GEOMETRY, n_slices=2, slice_thickness_A=5.0)
     truth_path = write_dataset(ds, folder / "truth.h5")
     frame_shift = np.array([3, 3])
     padded = np.ones((2, ds.object.shape[1] + 6, ds.object.shape[2] + 6), dtype=np.complex64)

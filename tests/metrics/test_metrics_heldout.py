@@ -17,16 +17,7 @@ from phaser.metrics import (
 from phaser.physics.propagation import fresnel_propagator
 from phaser.simulate import SimulatedDataset, simulate_dataset
 from phaser.state import ReconsState
-
-SMALL = dict(
-    kv=200.0,
-    conv_angle_mrad=20.0,
-    defocus_A=100.0,
-    diff_step_mrad=2.0,
-    scan_step_A=0.6,
-    pattern_shape=(32, 32),
-    scan_shape=(8, 8),
-)
+from tests.helpers import DATASET_GEOMETRY
 
 
 def state_from_truth(ds: SimulatedDataset, obj: np.ndarray | None = None) -> ReconsState:
@@ -48,7 +39,7 @@ def state_from_truth(ds: SimulatedDataset, obj: np.ndarray | None = None) -> Rec
 
 @pytest.fixture(scope="module")
 def noisy() -> SimulatedDataset:
-    return simulate_dataset(**SMALL, dose_per_pattern=1e5, seed=1)
+    return simulate_dataset(**DATASET_GEOMETRY, dose_per_pattern=1e5, seed=1)
 
 
 def test_split_holdout_is_a_reproducible_partition():
@@ -73,7 +64,7 @@ def test_noise_params_defaults_and_validation():
 
 
 def test_the_true_state_predicts_noiseless_data_exactly():
-    ds = simulate_dataset(**SMALL)
+    ds = simulate_dataset(**DATASET_GEOMETRY)
     state = state_from_truth(ds)
     patterns = ds.patterns.reshape(-1, 32, 32)
     predicted = np.fft.fftshift(model_intensities(state, np.arange(5)), axes=(-2, -1))
@@ -94,7 +85,7 @@ def test_held_out_loss_rises_when_the_model_is_wrong(noisy):
 
 
 def test_multislice_and_tilt_follow_the_engine_model():
-    ds = simulate_dataset(**SMALL, n_slices=2, slice_thickness_A=8.0)
+    ds = simulate_dataset(**DATASET_GEOMETRY, n_slices=2, slice_thickness_A=8.0)
     state = state_from_truth(ds)
     predicted = np.fft.fftshift(model_intensities(state, [0, 9, 30], bwlim_frac=None), axes=(-2, -1))
     np.testing.assert_allclose(predicted, ds.patterns.reshape(-1, 32, 32)[[0, 9, 30]], rtol=1e-3, atol=1e-7)
