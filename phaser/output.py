@@ -39,7 +39,9 @@ class OutputObserver(Observer):
 
     def _images(self, state: ReconsState) -> None:
         opts = self.engine.save_options
-        self.written += write_state_images(self.out_dir, state, opts.images, opts.img_fmt, opts.plot_ext, opts.crop_roi)
+        self.written += write_state_images(
+            self.out_dir, state, opts.images, opts.img_fmt, opts.plot_ext, opts.crop_roi, dpi=opts.plot_dpi
+        )
 
     def run_started(self, plan: Any, state: ReconsState) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)

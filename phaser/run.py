@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from phaser.backend import get_backend, make_rng
+from phaser.backend import get_backend, make_rng, to_numpy
 from phaser.engines.context import EngineContext
 from phaser.engines.resample import prepare_for_engine
 from phaser.initial import InitContext, object_shape_for, place_positions
@@ -123,22 +123,35 @@ def run_engine(engine: Any, state: ReconsState, patterns: np.ndarray, ctx: Engin
     raise ValueError(f"engines[{ctx.engine_index}].type: {engine.type!r} has no implementation")
 
 
-def run_plan(plan: ReconsPlan, observers: list[Observer] | None = None) -> ReconsState:
+def run_plan(
+    plan: ReconsPlan,
+    observers: list[Observer] | None = None,
+    data: LoadedData | None = None,
+    holdout: Any = None,
+) -> ReconsState:
     """Run ``plan`` from its data to its last engine; returns the final state.
 
     Observers hear of every step; whatever stops the run (an error, Ctrl-C) is reported to them
-    with the last complete state before it propagates.
+    with the last complete state before it propagates. ``data`` (from :func:`load_data`) skips
+    loading, for callers that run many plans on one dataset. With ``holdout`` (position indices)
+    the engines never see those patterns; the returned state still has every position, the
+    held-out ones at their initial place moved by the mean refinement of the others.
     """
     watchers = ObserverSet(observers or [])
     backend = get_backend(plan.resolved_backend(), plan.dtype)
     rng = make_rng(plan.seed)
-    data = load_data(plan, rng)
-    state = initial_state(plan, data, rng)
+    data = data if data is not None else load_data(plan, rng)
+    full_state = initial_state(plan, data, rng)
+    all_patterns = data.patterns
+    state, train = full_state, None
+    if holdout is not None:
+        train = np.setdiff1d(np.arange(full_state.n_positions), np.asarray(holdout, dtype=np.int64))
+        state, all_patterns = select_positions(full_state, train), data.patterns[train]
     watchers.run_started(plan, state)
     try:
         for index, engine in enumerate(plan.engines):
             state.engine_index = index
-            state, patterns = prepare_for_engine(state, engine, plan, data.patterns, rng)
+            state, patterns = prepare_for_engine(state, engine, plan, all_patterns, rng)
             watchers.engine_started(index, engine, state)
             ctx = EngineContext(backend=backend, rng=rng, observers=watchers, engine_index=index)
             state = run_engine(engine, state, patterns, ctx)
@@ -147,7 +160,34 @@ def run_plan(plan: ReconsPlan, observers: list[Observer] | None = None) -> Recon
         watchers.run_finished(state, exc)
         raise
     watchers.run_finished(state, None)
-    return state
+    return state if train is None else with_held_out_positions(state, full_state, train)
+
+
+def select_positions(state: ReconsState, indices: Any) -> ReconsState:
+    """``state`` restricted to the positions ``indices`` (no longer a raster: ``scan_shape`` None)."""
+    return state.copy_with(
+        positions_A=np.asarray(state.positions_A)[indices],
+        initial_positions_A=np.asarray(state.initial_positions_A)[indices],
+        tilt_mrad=np.asarray(state.tilt_mrad)[indices],
+        scan_shape=None,
+    )
+
+
+def with_held_out_positions(trained: ReconsState, full: ReconsState, train: np.ndarray) -> ReconsState:
+    """``trained`` (run on positions ``train`` of ``full``) with every position of ``full`` again:
+    the held-out ones at their initial place plus the trained positions' mean refinement."""
+    trained_positions = to_numpy(trained.positions_A).astype(np.float64)
+    drift = np.mean(trained_positions - np.asarray(trained.initial_positions_A), axis=0)
+    positions = np.asarray(full.initial_positions_A, dtype=np.float64) + drift
+    positions[train] = trained_positions
+    tilt = np.asarray(to_numpy(full.tilt_mrad), dtype=np.float64).copy()
+    tilt[train] = to_numpy(trained.tilt_mrad)
+    return trained.copy_with(
+        positions_A=positions,
+        initial_positions_A=np.asarray(full.initial_positions_A),
+        tilt_mrad=tilt,
+        scan_shape=full.scan_shape,
+    )
 
 
 def output_dir(plan: ReconsPlan, base: Path | None = None) -> Path:

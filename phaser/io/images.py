@@ -1,4 +1,8 @@
-"""PNG (or TIFF) previews of a state: object phase per slice and summed, probe in real and reciprocal space."""
+"""Images of a state for ``phaser run``: annotated figures (PNG, ...) or raw float32 arrays (TIFF).
+
+A picture format gets one figure per image kind (``phaser.figures``: colour bar with units, scale
+bar in A or mrad); ``.tif``/``.tiff`` gets the raw values of each image, as data for later analysis.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,23 @@ from typing import Any
 import numpy as np
 
 from phaser.backend import to_numpy
+from phaser.figures import crop_to_scan, save_figure, state_figures
 from phaser.state import ReconsState
+
+RAW_EXTENSIONS = ("tif", "tiff")
 
 
 def _crop_to_scan(image: np.ndarray, state: ReconsState) -> np.ndarray:
     """The part of an object image that the scan covered (plus half a probe)."""
-    positions = np.asarray(state.positions_A) / np.asarray(state.sampling_A)
-    half = np.asarray(state.probe_shape) // 4
-    lo = np.maximum(np.floor(positions.min(axis=0) - half).astype(int), 0)
-    hi = np.minimum(np.ceil(positions.max(axis=0) + half).astype(int) + 1, image.shape[-2:])
-    return image[..., lo[0] : hi[0], lo[1] : hi[1]]
+    return crop_to_scan(image, to_numpy(state.positions_A), state.sampling_A, state.probe_shape)
 
 
 def state_images(state: ReconsState, kinds: tuple[str, ...], crop_roi: bool = True) -> dict[str, np.ndarray]:
-    """Real-valued images of ``state`` by name (``object_phase_0``, ``probe_mode_0``, ...)."""
+    """Real-valued images of ``state`` by name (``object_phase_0``, ``probe_mode_0``, ...).
+
+    Phases in rad, amplitudes as transmission, the probe amplitude in sqrt(e/px) and its
+    diffraction-plane amplitude ``sqrt(|FFT(probe)|^2)``. ``scan`` and ``tilt`` have no image here.
+    """
     obj = to_numpy(state.object_slices)
     probe = to_numpy(state.probe_modes)
     if crop_roi:
@@ -45,31 +52,39 @@ def state_images(state: ReconsState, kinds: tuple[str, ...], crop_roi: bool = Tr
     return images
 
 
-def write_image(path: Path, image: np.ndarray, dtype: str = "16bit") -> Path:
-    """Write ``image`` scaled to its range: PNG through matplotlib, ``.tif`` as raw values."""
+def write_image(path: Path, image: np.ndarray) -> Path:
+    """Write the raw values of ``image`` as float32 TIFF (data, not a picture); creates the folder."""
+    import tifffile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        tifffile.imwrite(path, image.astype(np.float32))
-        return path
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    plt.imsave(path, image, cmap="gray")
+    tifffile.imwrite(path, np.asarray(image, dtype=np.float32))
     return path
 
 
 def write_state_images(
-    out_dir: Path, state: ReconsState, kinds: tuple[str, ...], name_fmt: str, ext: str, crop_roi: bool = True
+    out_dir: Path,
+    state: ReconsState,
+    kinds: tuple[str, ...],
+    name_fmt: str,
+    ext: str,
+    crop_roi: bool = True,
+    dpi: int = 100,
 ) -> list[Path]:
-    """Write every image of ``kinds`` into ``out_dir``; returns the paths."""
+    """Write the images of ``kinds`` into ``out_dir``; returns the paths.
+
+    ``name_fmt`` takes ``{type}``, ``{iter}`` and ``{ext}``. For TIFF, ``{type}`` is each raw image's
+    name (``object_phase_0``); for any other format one figure per kind is written at ``dpi``
+    [pixels per inch] and ``{type}`` is the kind (``object_phase_stack``).
+    """
+    ext = ext.lstrip(".")
+    if ext.lower() in RAW_EXTENSIONS:
+        return [
+            write_image(out_dir / name_fmt.format(type=name, iter=state.iteration, ext=ext), image)
+            for name, image in state_images(state, kinds, crop_roi).items()
+        ]
     written = []
-    for name, image in state_images(state, kinds, crop_roi).items():
-        filename = name_fmt.format(type=name, iter=state.iteration, ext=ext)
-        written.append(write_image(out_dir / filename, image))
+    for kind, fig in state_figures(state, kinds, crop_roi, dpi).items():
+        written.append(save_figure(fig, out_dir / name_fmt.format(type=kind, iter=state.iteration, ext=ext), dpi))
     return written
 
 

@@ -63,7 +63,8 @@ def format_location(loc: Iterable[Any], data: Any = None) -> str:
     return out
 
 
-def _problems_from(error: ValidationError, data: Any) -> list[tuple[str, str]]:
+def validation_problems(error: ValidationError, data: Any) -> list[tuple[str, str]]:
+    """Each problem of a pydantic ``error`` as ``(field path, message)``, union noise dropped."""
     problems: list[tuple[str, str]] = []
     details = error.errors(include_url=False)
     paths = [format_location(d["loc"], data) for d in details]
@@ -150,7 +151,7 @@ def validate_plan(data: Any, source: str = "<plan>", base: Path | None = None, c
     try:
         plan = ReconsPlan.model_validate(data)
     except ValidationError as exc:
-        raise PlanError(source, problems + _problems_from(exc, data)) from None
+        raise PlanError(source, problems + validation_problems(exc, data)) from None
     if problems:
         raise PlanError(source, problems)
     return plan

@@ -1,0 +1,1 @@
+"""Hyperparameter studies over phaser reconstruction plans, sampled with Optuna."""
