@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from phaser.io.state_file import load_state
 from phaser.metrics.truth import frame_offset_px, phase_error_vs_truth
 
@@ -83,9 +85,12 @@ def score_files(
     not wrap for a thick specimen as the phase of the slices' product would (a simulated truth has
     thin slices, each well inside (-pi, pi]); the truth is placed by the mean offset between the two
     position sets (when the state has as many positions as the truth; otherwise the registration
-    alone finds the shift).
+    alone finds the shift). A specimen dataset's truth is its ``truth/potential_VA`` times the
+    interaction constant: band-limited at the grid's Nyquist frequency, unlike ``truth/object``,
+    the simulation's potential, which is rolled off from half of it.
     """
     from phaser.simulate.files import read_truth
+    from phaser.simulate.from_specimen import read_potential
 
     state = load_state(recon_path)
     if not Path(truth_path).exists():
@@ -97,9 +102,13 @@ def score_files(
     offset = (0.0, 0.0)
     if len(truth["positions_A"]) == state.n_positions:
         offset = frame_offset_px(state.positions_A, truth["positions_A"], state.sampling_A)
+    truth_phase = truth["object"]
+    if "potential_VA" in truth:
+        potential, attrs = read_potential(truth_path)
+        truth_phase = attrs["interaction_constant"] * potential.astype(np.float64)
     return phase_error_vs_truth(
         state,
-        truth["object"],
+        truth_phase,
         sampling_A=state.sampling_A,
         truth_sampling_A=truth["sampling_A"],
         truth_offset_px=offset,

@@ -54,7 +54,8 @@ class FRCResolution:
     ----------
     frequency
         The crossing frequency (linearly interpolated between rings), in the unit of the
-        :class:`FRCResult`; the Nyquist frequency when the curve never crosses.
+        :class:`FRCResult`; the Nyquist frequency when the curve never crosses; 0 when it never
+        reaches the threshold (no shared signal: ``resolution`` is then inf).
     resolution
         ``1 / frequency``: A when the FRC had a sampling, else px. Lower is better.
     crossed
@@ -171,21 +172,47 @@ def threshold_curve(result: FRCResult, threshold: str | float = "1/7") -> np.nda
     return np.full(result.curve.shape, float(threshold))
 
 
-def frc_resolution(result: FRCResult, threshold: str | float = "1/7") -> FRCResolution:
-    """The first frequency above zero where ``result.curve`` falls below ``threshold``.
+def _first_ring_above(above: np.ndarray) -> int | None:
+    """Index of the first ring above zero frequency whose curve reaches the threshold, or None."""
+    hits = np.flatnonzero(above[1:]) + 1
+    return int(hits[0]) if hits.size else None
 
-    The crossing is interpolated linearly between the last ring above and the first ring below
-    (ring 0, the mean, is skipped). Lower ``resolution`` is better: A when the FRC had a sampling,
-    else px. Alignment: as for :func:`frc`.
+
+def _first_sustained_drop(above: np.ndarray, start: int, min_rings_below: int) -> int | None:
+    """First ring after ``start`` that is below the threshold while the ring before it is above,
+    and stays below for ``min_rings_below`` rings (or up to the last ring); None when none."""
+    for i in range(start + 1, above.size):
+        if above[i - 1] and not np.any(above[i : i + min_rings_below]):
+            return i
+    return None
+
+
+def frc_resolution(result: FRCResult, threshold: str | float = "1/7", min_rings_below: int = 1) -> FRCResolution:
+    """Where ``result.curve`` falls below ``threshold``, searching from its first ring above it.
+
+    The crossing is interpolated linearly between the last ring above and the first ring below;
+    with ``min_rings_below > 1`` a drop counts only when that many rings in a row (or all the rings
+    left) stay below. Lower ``resolution`` is better: A when the FRC had a sampling, else px.
+    A curve below the threshold in every ring gives ``frequency = 0``, ``resolution = inf``.
+    Alignment: as for :func:`frc`.
     """
     margin = result.curve - threshold_curve(result, threshold)
-    below = np.flatnonzero(~(margin[1:] >= 0)) + 1  # nan (empty ring) counts as below
-    if below.size == 0:
+    above = margin >= 0  # nan (empty ring) counts as below
+    # Rings before the curve first reaches the threshold are skipped (ring 0, the mean, always):
+    # the lowest rings of a small box hold few pixels (half-bit threshold ~0.58 at ring 1), the
+    # plane removal and the window empty them, and a crystal has no signal below its first Bragg
+    # ring, so there the FRC measures the reconstruction's undetermined low-frequency background,
+    # not its resolution. Searching from ring 1 reported the box size (11.8 A) as the half-bit
+    # resolution of a reconstruction whose 1/7 curve held to 0.9 A.
+    first_above = _first_ring_above(above)
+    if first_above is None:
+        return FRCResolution(frequency=0.0, resolution=math.inf, crossed=True, threshold=threshold)
+    i = _first_sustained_drop(above, first_above, max(1, int(min_rings_below)))
+    if i is None:
         frequency, crossed = float(result.frequencies[-1]), False
     else:
-        i = int(below[0])
         frequency, crossed = float(result.frequencies[i]), True
-        if i > 1 and np.isfinite(margin[i]):
+        if np.isfinite(margin[i]):
             before, after = margin[i - 1], margin[i]
             t = before / (before - after)
             frequency = float(result.frequencies[i - 1] + t * (result.frequencies[i] - result.frequencies[i - 1]))

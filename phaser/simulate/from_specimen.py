@@ -18,7 +18,9 @@ Files (:func:`write_specimen_dataset`): the layout of :func:`phaser.simulate.fil
 (``truth/object`` the fine-sliced, Debye-Waller-smeared transmission) plus ``truth/potential_VA``
 (float32 ``(S, Ny, Nx)`` [V*A]): the Debye-Waller-smeared projected potential of each
 reconstruction slice (atoms with ``s * dz <= z < (s + 1) * dz``, ``dz = recon_slice_thickness_A``;
-one slice of the whole specimen by default) on the object frame. Its attributes are listed in
+one slice of the whole specimen by default) on the object frame, band-limited at the object
+grid's Nyquist frequency (computed on a grid ``fourier_crop_factor`` times finer and
+Fourier-cropped, :mod:`phaser.simulate.truth`). Its attributes are listed in
 :data:`POTENTIAL_ATTRS`.
 """
 
@@ -32,7 +34,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-import yaml
 
 from phaser.physics.aberrations import Aberration
 from phaser.physics.constants import electron_wavelength_A, interaction_constant
@@ -42,7 +43,8 @@ from phaser.simulate.dataset import SimulatedDataset, required_object_shape, sim
 from phaser.simulate.files import write_dataset
 from phaser.simulate.objects import transmission
 from phaser.simulate.potentials import projected_potential_slices
-from phaser.simulate.specimen import Specimen, build_atoms, load_specimen
+from phaser.simulate.specimen import Specimen, build_atoms
+from phaser.simulate.truth import band_limited_potential, default_factor, periodic_on_grid, resolve_specimen
 
 # Bound on the complex elements of one batch's object patches, (batch, S, N, N): keeps memory ~128 MB.
 _MAX_PATCH_ELEMENTS = 8_000_000
@@ -59,6 +61,7 @@ POTENTIAL_ATTRS = {
     "interaction_constant": "sigma [rad/(V*A)] at the dataset's kV: phase = sigma * V",
     "specimen_name": "the specimen's name",
     "specimen_yaml": "the specimen description (YAML)",
+    "fourier_crop_factor": "computed on a grid this many times finer, then Fourier-cropped to sampling_A",
 }
 
 
@@ -86,6 +89,9 @@ class SpecimenDataset:
         Specimen coordinates ``(y, x)`` [A] of object pixel ``(0, 0)``.
     frozen_phonons
         Configurations averaged (0: Debye-Waller smeared potential).
+    fourier_crop_factor
+        ``potential_VA`` was computed on a grid this many times finer and Fourier-cropped
+        (:func:`phaser.simulate.truth.band_limited_potential`).
     """
 
     dataset: SimulatedDataset
@@ -96,6 +102,7 @@ class SpecimenDataset:
     cell_A: tuple[float, float, float]
     origin_A: tuple[float, float]
     frozen_phonons: int
+    fourier_crop_factor: int = 1
 
     @property
     def slice_z_A(self) -> np.ndarray:
@@ -109,33 +116,6 @@ class SpecimenDataset:
     def to_object_A(self, specimen_yx_A: Any) -> np.ndarray:
         """Specimen coordinates ``(..., 2)`` ``(y, x)`` [A] in the object frame [A]."""
         return np.asarray(specimen_yx_A, dtype=np.float64) - np.asarray(self.origin_A)
-
-
-def periodic_on_grid(
-    cell_slices: np.ndarray,
-    cell_yx_A: tuple[float, float],
-    shape_px: tuple[int, int],
-    sampling_A: tuple[float, float],
-    origin_yx_A: tuple[float, float],
-) -> np.ndarray:
-    """A periodic, band-limited image sampled at other pixels: its Fourier series evaluated there.
-
-    ``cell_slices`` ``(S, My, Mx)`` samples one period ``cell_yx_A = (Ly, Lx)`` [A]; the result
-    ``(S, Ny, Nx)`` holds its values at ``(origin_y + i dy, origin_x + j dx)`` [A]. Exact when the
-    image has no power at its Nyquist frequency (the tapered potentials of
-    :mod:`phaser.simulate.potentials` have none) and the new grid is not coarser.
-    """
-    slices = np.asarray(cell_slices, dtype=np.float64)
-    slices = slices[None] if slices.ndim == 2 else slices
-    my, mx = slices.shape[-2:]
-    coefficients = np.fft.fft2(slices) / (my * mx)
-    fy = np.fft.fftfreq(my, d=cell_yx_A[0] / my)
-    fx = np.fft.fftfreq(mx, d=cell_yx_A[1] / mx)
-    y = origin_yx_A[0] + np.arange(shape_px[0]) * sampling_A[0]
-    x = origin_yx_A[1] + np.arange(shape_px[1]) * sampling_A[1]
-    basis_y = np.exp(2j * math.pi * y[:, None] * fy[None, :])  # (Ny, My)
-    basis_x = np.exp(2j * math.pi * fx[:, None] * x[None, :])  # (Mx, Nx)
-    return np.real(basis_y @ coefficients @ basis_x)
 
 
 def _cell_shape(cell_yx_A: tuple[float, float], sampling_A: tuple[float, float]) -> tuple[int, int]:
@@ -167,25 +147,6 @@ def _specimen_slices(
         dtype=np.float64,
     )
     return periodic_on_grid(cell_slices, (ly, lx), shape_px, sampling_A, origin_A)
-
-
-def _sum_slices(fine: np.ndarray, fine_dz_A: float, coarse_dz_A: float, n_coarse: int) -> np.ndarray | None:
-    """Fine slices summed into coarse ones when ``coarse_dz`` is a whole number of ``fine_dz``."""
-    ratio = coarse_dz_A / fine_dz_A
-    if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
-        return None
-    index = np.minimum(np.arange(fine.shape[0]) // round(ratio), n_coarse - 1)
-    coarse = np.zeros((n_coarse, *fine.shape[1:]))
-    np.add.at(coarse, index, fine)
-    return coarse
-
-
-def _resolve_specimen(specimen: str | Path | Specimen) -> tuple[Specimen, str]:
-    """The specimen and its YAML text."""
-    if isinstance(specimen, Specimen):
-        return specimen, yaml.safe_dump(specimen.model_dump(mode="json"), sort_keys=False)
-    path = Path(specimen)
-    return load_specimen(path), path.read_text()
 
 
 def dose_to_per_pattern(dose_per_pattern: float | None, dose_per_A2: float | None, scan_step_A: float) -> float | None:
@@ -260,7 +221,7 @@ def simulate_specimen_dataset(
     if slice_thickness_A <= 0 or (recon_slice_thickness_A is not None and recon_slice_thickness_A <= 0):
         raise ValueError("slice thicknesses must be positive")
     dose = dose_to_per_pattern(dose_per_pattern, dose_per_A2, scan_step_A)
-    spec, spec_yaml = _resolve_specimen(specimen)
+    spec, spec_yaml = resolve_specimen(specimen)
     atoms = build_atoms(spec)
     lx, ly, lz = (float(v) for v in atoms.cell.lengths())
 
@@ -313,11 +274,10 @@ def simulate_specimen_dataset(
         dose_per_pattern=dose,
     )
 
-    n_recon = 1 if recon_slice_thickness_A is None else max(1, math.ceil(lz / recon_slice_thickness_A - 1e-9))
     recon_dz = lz if recon_slice_thickness_A is None else float(recon_slice_thickness_A)
-    potential = _sum_slices(smeared, slice_thickness_A, recon_dz, n_recon) if n_recon > 1 else smeared.sum(0)[None]
-    if potential is None:  # not a whole number of fine slices: bin the atoms again
-        potential = slices(recon_dz)
+    # the truth is band-limited at the grid's Nyquist frequency, untapered (phaser.simulate.truth)
+    factor = default_factor(sampling)
+    potential = band_limited_potential(spec, sampling, shape, recon_dz, origin, factor=factor, atoms=atoms)
     return SpecimenDataset(
         dataset=dataset,
         potential_VA=potential.astype(np.float32),
@@ -327,6 +287,7 @@ def simulate_specimen_dataset(
         cell_A=(lx, ly, lz),
         origin_A=(float(origin[0]), float(origin[1])),
         frozen_phonons=int(frozen_phonons),
+        fourier_crop_factor=factor,
     )
 
 
@@ -348,6 +309,7 @@ def write_specimen_dataset(sd: SpecimenDataset, path: str | Path) -> Path:
         attrs["interaction_constant"] = interaction_constant(ds.kv)
         attrs["specimen_name"] = sd.specimen.name
         attrs["specimen_yaml"] = sd.specimen_yaml
+        attrs["fourier_crop_factor"] = sd.fourier_crop_factor
     return path
 
 

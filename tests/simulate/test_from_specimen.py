@@ -93,12 +93,20 @@ def test_potential_integrates_to_the_atoms(specimen):
     for top, left in [(0, 0), (5, 11), (13, 2)]:  # any window of one period holds the cell's integral
         window = potential[:, top : top + cell_px, left : left + cell_px]
         assert window.sum() * sampling**2 == pytest.approx(expected, rel=1e-6)
-    # The truth potential is the fine slices summed: the truth object's phase over sigma.
+    # The truth is band-limited at Nyquist, the simulation's potential rolled off from half of it
+    # (phaser.simulate.potentials.nyquist_taper): on one period, their Fourier coefficients agree below
+    # half the Nyquist frequency and the truth holds more above it.
     sigma = interaction_constant(200.0)
     fine_phase = np.angle(sd.dataset.object.astype(np.complex128))
-    np.testing.assert_allclose(potential.sum(axis=0), fine_phase.sum(axis=0) / sigma, rtol=1e-4, atol=0.05)
-    # Slab 0 (0 <= z < 4 A) holds the Sr-O plane at z = 0 and the Ti-O plane at z = 1.95 A, and so on.
-    np.testing.assert_allclose(potential[0], fine_phase[:4].sum(axis=0) / sigma, rtol=1e-4, atol=0.05)
+    simulated = np.stack([fine_phase[:4].sum(axis=0), fine_phase.sum(axis=0)]) / sigma
+    truth = np.stack([potential[0], potential.sum(axis=0)])
+    truth_k = np.fft.fft2(truth[:, :cell_px, :cell_px])
+    simulated_k = np.fft.fft2(simulated[:, :cell_px, :cell_px])
+    f = np.abs(np.fft.fftfreq(cell_px))
+    low = np.hypot(f[:, None], f[None, :]) < 0.25  # the roll-off is isotropic
+    np.testing.assert_allclose(truth_k[:, low], simulated_k[:, low], rtol=0, atol=1e-4 * np.abs(truth_k).max())
+    high = ~low & (np.maximum(f[:, None], f[None, :]) < 0.5)
+    assert np.sum(np.abs(truth_k[:, high]) ** 2) > 1.5 * np.sum(np.abs(simulated_k[:, high]) ** 2)
 
 
 def test_periodic_evaluation_matches_the_cell_grid(specimen):
@@ -135,6 +143,7 @@ def test_file_holds_potential_and_scores(specimen, tmp_path):
     np.testing.assert_allclose(attrs["slice_z_A"], [0.0, 6.0])
     assert yaml.safe_load(attrs["specimen_yaml"])["name"] == "STO_2x2"
     assert attrs["origin_A"] == pytest.approx(sd.origin_A)
+    assert attrs["fourier_crop_factor"] == sd.fourier_crop_factor >= 4
 
     # A "reconstruction" that is exactly the truth potential, in its two slices, scores perfectly.
     ds = sd.dataset
