@@ -182,8 +182,9 @@ class StudyObjective:
                 value = metric_value(objective.metric, run, self.truth, objective.options)
             except MetricError as exc:
                 raise TrialFailed(str(exc)) from None
-            if not math.isfinite(value):
-                raise TrialFailed(f"{objective.label}: the value is {value}")
+            if math.isnan(value):
+                # inf stays: a resolution of inf (the FRC never reached its threshold) is a valid worst
+                raise TrialFailed(f"{objective.label}: the value is nan")
             values.append(float(value))
         metrics = {o.label: v for o, v in zip(self.study.spec.objectives, values, strict=True)}
         try:
