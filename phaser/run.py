@@ -50,9 +50,14 @@ def load_data(plan: ReconsPlan, rng: np.random.Generator) -> LoadedData:
     return LoadedData(patterns, raw, float(raw.kv or 0.0), wavelength, raw.diff_step_mrad)
 
 
-def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator) -> ReconsState:
-    """The starting state: from ``init.state`` if given, else from the init hooks (defaults filled)."""
+def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator, seen: Any = None) -> ReconsState:
+    """The starting state: from ``init.state`` if given, else from the init hooks (defaults filled).
+
+    The probe is scaled to the mean counts of the patterns ``seen`` (indices; default all), so
+    patterns held out of a run do not reach it through the probe's intensity either.
+    """
     pattern_shape = data.patterns.shape[-2:]
+    counted = data.patterns if seen is None else data.patterns[seen]
     if plan.init.state is not None:
         state = load_state(plan.init.state)
         if state.n_positions != data.patterns.shape[0]:
@@ -66,7 +71,7 @@ def initial_state(plan: ReconsPlan, data: LoadedData, rng: np.random.Generator) 
         wavelength_A=data.wavelength_A,
         sampling_A=sampling,
         probe_shape=pattern_shape,
-        mean_pattern_intensity=float(data.patterns.sum(axis=(-2, -1)).mean()),
+        mean_pattern_intensity=float(counted.sum(axis=(-2, -1)).mean()),
         rng=rng,
         scan_shape=data.raw.scan_shape,
         scan_step_A=data.raw.scan_step_A,
@@ -141,11 +146,12 @@ def run_plan(
     backend = get_backend(plan.resolved_backend(), plan.dtype)
     rng = make_rng(plan.seed)
     data = data if data is not None else load_data(plan, rng)
-    full_state = initial_state(plan, data, rng)
-    all_patterns = data.patterns
-    state, train = full_state, None
+    train = None
     if holdout is not None:
-        train = np.setdiff1d(np.arange(full_state.n_positions), np.asarray(holdout, dtype=np.int64))
+        train = np.setdiff1d(np.arange(data.patterns.shape[0]), np.asarray(holdout, dtype=np.int64))
+    full_state = initial_state(plan, data, rng, seen=train)
+    state, all_patterns = full_state, data.patterns
+    if train is not None:
         state, all_patterns = select_positions(full_state, train), data.patterns[train]
     watchers.run_started(plan, state)
     try:

@@ -42,10 +42,11 @@ class TrialFailed(RuntimeError):
     """A trial that cannot give a value (invalid plan, failing metric); its reason is stored."""
 
 
-def one_line(exc: BaseException) -> str:
-    """The exception as one line: its type and first line of message."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+def one_line(exc: BaseException, limit: int = 1000) -> str:
+    """The exception as one line: its type and its message's lines joined (a plan's problems stay)."""
+    text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def package_versions() -> dict[str, str]:

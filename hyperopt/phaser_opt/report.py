@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -74,9 +75,13 @@ def build_report(study: optuna.Study, top: int = 10, gallery: Any = None) -> str
         if len(complete) >= 2 and any(t.params for t in complete):
             try:
                 for index, name in enumerate(study.metric_names or ["value"]):
-                    figure = visualization.plot_param_importances(
-                        study, target=(lambda t, i=index: t.values[i]), target_name=name
-                    )
+                    # the evaluator ranks parameters by how they reach low targets: flip maximised ones
+                    sign = 1.0 if study.directions[index] == optuna.study.StudyDirection.MINIMIZE else -1.0
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)
+                        figure = visualization.plot_param_importances(
+                            study, target=(lambda t, i=index, s=sign: s * t.values[i]), target_name=name
+                        )
                     plots.append((f"Parameter importances ({name})", figure))
             except (ValueError, RuntimeError) as exc:
                 parts.append(_section("Parameter importances", f"<p>not available: {html.escape(str(exc))}</p>"))

@@ -122,11 +122,14 @@ def last_noise_model(plan: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _heldout_loss(run: TrialRun, options: dict[str, Any]) -> float:
+    """Held-out loss with ``options.noise_model`` and ``options.params`` when given, so every trial
+    is scored by one loss even where the template varies the noise model; else the last engine's."""
     if run.heldout is None or run.patterns is None:
         raise MetricError("heldout_loss: the trial ran without held-out positions")
-    name, numbers = last_noise_model(run.plan)
-    name = options.get("noise_model", name)
-    numbers = numbers if name == last_noise_model(run.plan)[0] else {}
+    if "noise_model" in options:
+        name, numbers = options["noise_model"], {}
+    else:
+        name, numbers = last_noise_model(run.plan)
     return held_out_loss(run.state, run.patterns, run.heldout, name, {**numbers, **options.get("params", {})})
 
 
