@@ -172,4 +172,7 @@ class ArtifactWriter:
         import optuna_dashboard
 
         figure = gallery_figure(study, phases)
+        # the dashboard draws graphs in a fixed-height card: let the figure fill it, not overflow it
+        figure.update_layout(width=None, height=None, autosize=True, margin=dict(l=10, r=10, t=70, b=10))
+        figure.update_layout(title_font_size=13)
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=GALLERY_ID)

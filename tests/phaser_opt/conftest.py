@@ -36,13 +36,13 @@ def dataset_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulated_file(tmp_path_factory.mktemp("study_data") / "data.h5")[1]
 
 
-def write_study(folder: Path, dataset: Path, template: str = TEMPLATE, **fields: Any) -> Path:
+def write_study(folder: Path, dataset: Path, template_text: str = TEMPLATE, **fields: Any) -> Path:
     """A study file (and its template) in ``folder``; ``fields`` override the study's entries."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "data.h5"
     if not target.exists():
         target.symlink_to(dataset)
-    (folder / "template.yaml").write_text(template)
+    (folder / "template.yaml").write_text(template_text)
     study: dict[str, Any] = {
         "name": "tiny",
         "template": "template.yaml",

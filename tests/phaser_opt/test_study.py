@@ -122,7 +122,7 @@ def test_an_invalid_sampled_plan_fails_only_its_trial(tmp_path, dataset_file):
     path = write_study(
         tmp_path,
         dataset_file,
-        template=template,
+        template_text=template,
         enqueue=[{"grouping": 0, "lr": 0.05}, {"grouping": 16, "lr": 0.05}],
         n_trials=2,
         artifacts={"enabled": False},
@@ -140,7 +140,7 @@ def test_a_diverging_trial_is_pruned_with_its_reason(tmp_path, dataset_file):
         "high: 0.2", "high: 1.0e+12"
     )
     path = write_study(
-        tmp_path, dataset_file, template=template, enqueue=[{"lr": 1e12}], n_trials=1, artifacts={"enabled": False}
+        tmp_path, dataset_file, template_text=template, enqueue=[{"lr": 1e12}], n_trials=1, artifacts={"enabled": False}
     )
     (trial,) = run_quietly(path).get_trials()
     assert trial.state == TrialState.PRUNED
