@@ -6,6 +6,9 @@ Array code never consults a global switch: it takes its namespace ``xp`` as an a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
@@ -114,6 +117,22 @@ def get_backend(name: str = "numpy", dtype: str = "float32") -> Backend:
     real = xp.float32 if dtype == "float32" else xp.float64
     cplx = xp.complex64 if dtype == "float32" else xp.complex128
     return Backend(name=name, xp=xp, real_dtype=real, complex_dtype=cplx)
+
+
+@contextmanager
+def precision_scope(name: str) -> Iterator[None]:
+    """Restore JAX's ``jax_enable_x64`` on exit, so a float64 run (which turns it on) does not
+    leave later float32 runs of the same process in double precision."""
+    if name != "jax":
+        yield
+        return
+    import jax
+
+    before = bool(jax.config.read("jax_enable_x64"))
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
 
 
 def make_rng(seed: int | None) -> np.random.Generator:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from phaser.backend import get_backend, make_rng, to_numpy
+from phaser.backend import get_backend, make_rng, precision_scope, to_numpy
 from phaser.engines.context import EngineContext
 from phaser.engines.resample import prepare_for_engine
 from phaser.initial import InitContext, object_shape_for, place_positions
@@ -142,7 +142,11 @@ def run_plan(
     the engines never see those patterns; the returned state still has every position, the
     held-out ones at their initial place moved by the mean refinement of the others.
     """
-    watchers = ObserverSet(observers or [])
+    with precision_scope(plan.resolved_backend()):
+        return _run_plan(plan, ObserverSet(observers or []), data, holdout)
+
+
+def _run_plan(plan: ReconsPlan, watchers: ObserverSet, data: LoadedData | None, holdout: Any) -> ReconsState:
     backend = get_backend(plan.resolved_backend(), plan.dtype)
     rng = make_rng(plan.seed)
     data = data if data is not None else load_data(plan, rng)
