@@ -7,22 +7,44 @@ import logging
 import sys
 from pathlib import Path
 
-COMMANDS = ("run", "validate", "status", "best", "dashboard", "report")
+COMMANDS = ("run", "worker", "validate", "status", "best", "dashboard", "report")
 
 
 def _load(args: argparse.Namespace):
-    from phaser_opt.study import load_study
+    from phaser_opt.study import load_study, with_storage
 
-    return load_study(args.study)
+    loaded = load_study(args.study)
+    return with_storage(loaded, args.storage) if getattr(args, "storage", None) else loaded
 
 
 def _run(args: argparse.Namespace) -> int:
     from phaser_opt.runner import run_study
     from phaser_opt.summary import closing_summary
+    from phaser_opt.workers import enable_compilation_cache
 
+    if args.workers < 1:
+        raise ValueError(f"--workers: expected at least 1, got {args.workers}")
     loaded = _load(args)
-    study = run_study(loaded, n_trials=args.n_trials)
+    if args.workers == 1:
+        enable_compilation_cache()
+    study = run_study(loaded, n_trials=args.n_trials, workers=args.workers)
     print(closing_summary(study, loaded, top=5))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from phaser_opt.data import ensure_dataset
+    from phaser_opt.runner import open_study, run_trials
+    from phaser_opt.workers import enable_compilation_cache, pin_to_cores
+
+    pin_to_cores()  # before JAX starts: it sizes its CPU devices from the cores this process may use
+    enable_compilation_cache()
+    loaded = _load(args)
+    study = open_study(loaded, create=False, worker_index=args.worker_index)
+    if loaded.spec.data is not None:
+        ensure_dataset(loaded.spec.data.simulate, loaded.data_path, loaded.resolve)
+    target = args.n_trials if args.n_trials is not None else loaded.spec.n_trials
+    run_trials(loaded, study, target, prefix=f"[worker {args.worker_index}] ")
     return 0
 
 
@@ -119,8 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", _run, "create or resume the study and run its trials (the default command)")
     run.add_argument("--n-trials", type=int, default=None, help="finished trials to reach (default: the study's)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this machine (one per GPU or core share)"
+    )
+    run.add_argument("--storage", help="SQLAlchemy URL overriding the study file's storage")
+    worker = command("worker", _worker, "join a running study (from this or another machine) and run its trials")
+    worker.add_argument("--storage", help="SQLAlchemy URL overriding the study file's storage")
+    worker.add_argument("--n-trials", type=int, default=None, help="finished trials to reach (default: the study's)")
+    worker.add_argument("--worker-index", type=int, default=0, help="this worker's number (offsets the sampler seed)")
     command("validate", _validate, "check the study, its template's annotations and the plans they make")
-    command("status", _status, "a table of the study's trials and their states")
+    status = command("status", _status, "a table of the study's trials and their states")
+    status.add_argument("--storage", help="SQLAlchemy URL overriding the study file's storage")
     best = command("best", _best, "write the best trial's concrete plan, ready for `phaser run`")
     best.add_argument("-o", "--output", help="file to write (default: print it)")
     best.add_argument("--trial", type=int, default=None, help="this trial instead of the best (or the Pareto knee)")

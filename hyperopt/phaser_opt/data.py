@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import hashlib
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ def ensure_dataset(recipe: dict[str, Any] | None, path: Path, resolve: Any) -> s
         raise ValueError(f"data.path: file not found: {path}")
     from phaser.cli import build_parser
 
-    argv = simulate_arguments(recipe, path, resolve)
+    # written aside and renamed: workers starting together never read a half-written file
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    argv = simulate_arguments(recipe, partial, resolve)
     parser = build_parser()
     errors = io.StringIO()
     try:
@@ -53,8 +56,10 @@ def ensure_dataset(recipe: dict[str, Any] | None, path: Path, resolve: Any) -> s
         with contextlib.redirect_stdout(output):
             args.handler(argparse.Namespace(**vars(args)))
     except SystemExit as exc:
+        partial.unlink(missing_ok=True)
         raise ValueError(f"data.simulate: {exc}") from None
-    return output.getvalue().strip()
+    os.replace(partial, path)
+    return output.getvalue().strip().replace(str(partial), str(path))
 
 
 def fingerprint(path: Path) -> str:

@@ -36,6 +36,7 @@ logger = logging.getLogger("phaser_opt")
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
 PLAN_YAML = "plan_yaml"
+INTERRUPTED = "interrupted"  # the start of a Ctrl-C'd trial's fail reason
 
 
 class TrialFailed(RuntimeError):
@@ -112,6 +113,9 @@ class StudyObjective:
         try:
             return self._run(trial)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED} (Ctrl-C); the same command runs it again")
             raise
         except Exception as exc:
             trial.set_user_attr(FAIL_REASON, one_line(exc))

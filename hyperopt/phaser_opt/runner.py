@@ -10,12 +10,13 @@ import warnings
 from typing import Any, TextIO
 
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from phaser_opt.artifacts import ArtifactWriter
-from phaser_opt.objective import FAIL_REASON, PRUNE_REASON, StudyObjective
+from phaser_opt.objective import FAIL_REASON, INTERRUPTED, PRUNE_REASON, StudyObjective
 from phaser_opt.samplers import build_pruner, build_sampler
-from phaser_opt.storage import open_storage
+from phaser_opt.storage import masked_url, open_storage
 from phaser_opt.study import LoadedStudy
 from phaser_opt.truth import load_truth
 
@@ -24,12 +25,36 @@ logger = logging.getLogger("phaser_opt")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def open_study(loaded: LoadedStudy, create: bool = True) -> optuna.Study:
+def study_storage(loaded: LoadedStudy) -> optuna.storages.RDBStorage:
+    """The study's storage with heartbeats: a trial whose worker stops beating for the grace
+    period is marked FAIL and re-queued with the same parameters, up to ``max_retry`` times."""
+    beat = loaded.spec.heartbeat
+    with warnings.catch_warnings():
+        # heartbeats and their retry callback are marked experimental; they are what crash recovery needs
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return open_storage(
+            loaded.storage_url,
+            heartbeat_interval=beat.interval,
+            grace_period=beat.grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=beat.max_retry),
+        )
+
+
+def worker_sampler_spec(sampler_spec: Any, worker_index: int) -> Any:
+    """Worker ``k``'s sampler: the study's seed plus ``k``, so seeded workers do not draw the same
+    random start-up points (worker 0 keeps the study's seed: a one-process study reproduces)."""
+    if sampler_spec.seed is None or worker_index == 0:
+        return sampler_spec
+    return sampler_spec.model_copy(update={"seed": sampler_spec.seed + worker_index})
+
+
+def open_study(loaded: LoadedStudy, create: bool = True, worker_index: int = 0) -> optuna.Study:
     """The study in its storage: created (attributes, metric names, enqueued points) the first
     time, loaded afterwards. ``create=False`` only loads (a worker joining)."""
     spec = loaded.spec
-    storage = open_storage(loaded.storage_url)
-    sampler, pruner = build_sampler(spec.sampler, loaded.space), build_pruner(spec.pruner)
+    storage = study_storage(loaded)
+    sampler = build_sampler(worker_sampler_spec(spec.sampler, worker_index), loaded.space)
+    pruner = build_pruner(spec.pruner)
     if not create:
         try:
             return optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
@@ -65,17 +90,37 @@ def _initialise(study: optuna.Study, loaded: LoadedStudy) -> None:
         study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
 
 
+def is_interrupted(trial: FrozenTrial) -> bool:
+    """A trial stopped by Ctrl-C (not by its own failure): it is run again on resume."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(FAIL_REASON, "").startswith(INTERRUPTED)
+
+
 def finished_count(study: optuna.Study) -> int:
-    """Trials that ran to an end (complete, pruned or failed): they count towards ``n_trials``."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that ran to an end (complete, pruned or failed, not interrupted): they count
+    towards ``n_trials``."""
+    return sum(not is_interrupted(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Queue again, with the same parameters, the trials a Ctrl-C stopped (once each; the study's
+    ``requeued`` attribute remembers which); returns how many."""
+    done = set(study.user_attrs.get("requeued", []))
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if is_interrupted(t)]
+    fresh = [t for t in trials if t.number not in done]
+    for trial in fresh:
+        study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number}, skip_if_exists=False)
+    if fresh:
+        study.set_user_attr("requeued", sorted(done | {t.number for t in fresh}))
+    return len(fresh)
 
 
 class ProgressPrinter:
     """One line per finished trial: its state and value, the best so far, and the counts."""
 
-    def __init__(self, n_trials: int | None, stream: TextIO = sys.stderr):
+    def __init__(self, n_trials: int | None, stream: TextIO | None = None, prefix: str = ""):
         self.n_trials = n_trials
-        self.stream = stream
+        self.stream = stream or sys.stderr
+        self.prefix = prefix
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -89,7 +134,7 @@ class ProgressPrinter:
             outcome = f"failed ({trial.user_attrs.get(FAIL_REASON, 'see the log')})"
         total = f"/{self.n_trials}" if self.n_trials else ""
         print(
-            f"trial {trial.number:>3}: {outcome}, {seconds:.1f} s | {best_text(study)} | "
+            f"{self.prefix}trial {trial.number:>3}: {outcome}, {seconds:.1f} s | {best_text(study)} | "
             f"{sum(counts.values())}{total} done: {counts[TrialState.COMPLETE]} complete, "
             f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed",
             file=self.stream,
@@ -108,43 +153,79 @@ def best_text(study: optuna.Study) -> str:
         return "no complete trial yet"
 
 
-def run_study(loaded: LoadedStudy, stream: TextIO = sys.stderr, n_trials: int | None = None) -> optuna.Study:
-    """Create or resume the study and run trials until ``n_trials`` have finished in all (or the
-    timeout passes). A failing trial never stops the study; Ctrl-C stops it after marking the
-    running trial."""
-    spec = loaded.spec
-    target = n_trials if n_trials is not None else spec.n_trials
+def prepare_study(loaded: LoadedStudy, stream: TextIO | None = None) -> optuna.Study:
+    """Create (or load) the study, make its dataset if absent, and queue again the trials a
+    Ctrl-C stopped: what one process does before any worker starts."""
+    stream = stream or sys.stderr
     study = open_study(loaded)
     if loaded.spec.data is not None:
         from phaser_opt.data import ensure_dataset
 
-        made = ensure_dataset(spec.data.simulate, loaded.data_path, loaded.resolve)
+        made = ensure_dataset(loaded.spec.data.simulate, loaded.data_path, loaded.resolve)
         if made:
             print(f"dataset made: {made}", file=stream)
+    requeued = requeue_interrupted(study)
+    if requeued:
+        print(f"{requeued} interrupted trial(s) queued again with their parameters", file=stream)
+    return study
+
+
+def running_count(study: optuna.Study) -> int:
+    """Trials running now (on any worker)."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def run_trials(
+    loaded: LoadedStudy,
+    study: optuna.Study,
+    target: int | None,
+    stream: TextIO | None = None,
+    prefix: str = "",
+) -> optuna.Study:
+    """Run trials on this process until ``target`` trials have finished or are running on other
+    workers (or the study's timeout passes). One trial per ``optimize`` call, so a worker never
+    starts a trial that the others already cover."""
+    stream = stream or sys.stderr
+    spec = loaded.spec
     truth = load_truth(spec.truth, loaded.resolve) if spec.truth is not None else None
     writer = ArtifactWriter(loaded.artifact_dir, spec.artifacts) if spec.artifacts.enabled else None
     objective = StudyObjective(loaded, truth, writer)
-    remaining = None if target is None else max(target - finished_count(study), 0)
-    callbacks: list[Any] = [ProgressPrinter(target, stream)]
+    callbacks: list[Any] = [ProgressPrinter(target, stream, prefix)]
     if writer is not None:
         callbacks.append(lambda s, t: _refresh_gallery(writer, s, t))
-    if target is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(target, states=FINISHED))
-    if remaining == 0:
-        print(f"study {spec.name!r} already has {target} finished trials", file=stream)
-        return study
-    started = time.perf_counter()
-    print(f"study {spec.name!r}: {remaining or 'unlimited'} trial(s) to run, storage {loaded.storage_url}", file=stream)
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        timeout=spec.timeout,
-        catch=(Exception,),
-        callbacks=callbacks,
-        gc_after_trial=False,
-    )
-    logger.info("study ran for %.1f s", time.perf_counter() - started)
+    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+    while target is None or finished_count(study) + running_count(study) < target:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
     return study
+
+
+def run_study(
+    loaded: LoadedStudy, stream: TextIO | None = None, n_trials: int | None = None, workers: int = 1
+) -> optuna.Study:
+    """Create or resume the study and run it until ``n_trials`` (default: the study's) have
+    finished, here or in ``workers`` worker processes. A failing trial never stops the study;
+    Ctrl-C marks the running trial as interrupted, and the same command runs it again."""
+    stream = stream or sys.stderr
+    target = n_trials if n_trials is not None else loaded.spec.n_trials
+    study = prepare_study(loaded, stream)
+    remaining = None if target is None else max(target - finished_count(study), 0)
+    if remaining == 0:
+        print(f"study {loaded.spec.name!r} already has {target} finished trials", file=stream)
+        return study
+    where = f"{workers} worker processes" if workers > 1 else "this process"
+    print(
+        f"study {loaded.spec.name!r}: {remaining or 'unlimited'} trial(s) to run on {where}, "
+        f"storage {masked_url(loaded.storage_url)}",
+        file=stream,
+    )
+    if workers > 1:
+        from phaser_opt.workers import run_worker_processes
+
+        run_worker_processes(loaded.path, workers, target, stream)
+        return open_study(loaded)
+    return run_trials(loaded, study, target, stream)
 
 
 def _refresh_gallery(writer: ArtifactWriter, study: optuna.Study, trial: FrozenTrial) -> None:

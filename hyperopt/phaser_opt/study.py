@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,11 @@ class LoadedStudy:
     @property
     def data_path(self) -> Path | None:
         return self.resolve(self.spec.data.path) if self.spec.data is not None else None
+
+
+def with_storage(loaded: LoadedStudy, url: str) -> LoadedStudy:
+    """``loaded`` with its storage URL replaced (``--storage`` on the command line)."""
+    return dataclasses.replace(loaded, spec=loaded.spec.model_copy(update={"storage": url}))
 
 
 def read_study_file(path: Path) -> tuple[str, Any]:
