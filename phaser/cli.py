@@ -17,11 +17,13 @@ def _run(args: argparse.Namespace) -> int:
     from phaser.plan import load_plans
     from phaser.run import output_dir, run_plan
 
-    plans = load_plans(args.plan)
+    plans = load_plans(args.plan, allow_hooks=args.allow_hooks)
     for plan in plans:
         if args.backend:
             plan = plan.model_copy(update={"backend": args.backend})
         out = Path(args.out_dir) / plan.name if args.out_dir else output_dir(plan, Path.cwd())
+        if not args.overwrite:
+            out = fresh_folder(out)
         observers = [OutputObserver(plan, out)]
         observers.append(LoggingObserver() if args.verbose else ProgressObserver(sys.stderr))
         patience = plan.engines[0].early_termination
@@ -36,10 +38,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def fresh_folder(out: Path) -> Path:
+    """``out`` when it is missing or empty, else the first of ``out-2``, ``out-3``, ... that is."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return out
+    n = 2
+    while (candidate := out.with_name(f"{out.name}-{n}")).exists():
+        n += 1
+    print(f"{out} already holds outputs; writing to {candidate} instead (--overwrite to reuse it)", file=sys.stderr)
+    return candidate
+
+
 def _validate(args: argparse.Namespace) -> int:
     from phaser.plan import dump_plan, load_plans, plan_to_data
 
-    plans = load_plans(args.plan, check_files=not args.no_files)
+    plans = load_plans(args.plan, check_files=not args.no_files, allow_hooks=args.allow_hooks)
     for plan in plans:
         if args.json:
             print(json.dumps(plan_to_data(plan), indent=2))
@@ -51,22 +64,37 @@ def _validate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``phaser``."""
+    from phaser.hooks import ALLOW_ENV
+
     parser = argparse.ArgumentParser(prog="phaser", description="Electron ptychography from declarative plans.")
     parser.add_argument("--version", action="version", version=f"phaser {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the plan(s) in a YAML or JSON file")
-    run.add_argument("plan", type=Path)
+    allow_help = (
+        "let plans use hooks (module:function) from these modules and their submodules; only for code "
+        f"you trust (also ${ALLOW_ENV}=mod1,mod2; never standard-library modules)"
+    )
+    run = sub.add_parser("run", help="run the plan(s) in a YAML or JSON file", description="Run the plan(s) in a file.")
+    run.add_argument("plan", type=Path, help="plan file (.yaml, .yml or .json)")
     run.add_argument("--out-dir", help="folder for the outputs (default: the plan's save_options.out_dir)")
     run.add_argument("--backend", choices=["numpy", "jax", "cupy"], help="override the plan's backend")
     run.add_argument("-v", "--verbose", action="store_true", help="log every iteration instead of a progress bar")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an output folder that already holds outputs (default: a new folder NAME-2, NAME-3, ...)",
+    )
+    run.add_argument("--allow-hooks", nargs="+", default=[], metavar="MODULE", help=allow_help)
     run.set_defaults(handler=_run)
 
-    validate = sub.add_parser("validate", help="check plan(s) without running them")
-    validate.add_argument("plan", type=Path)
+    validate = sub.add_parser(
+        "validate", help="check plan(s) without running them", description="Check plan(s) without running them."
+    )
+    validate.add_argument("plan", type=Path, help="plan file (.yaml, .yml or .json)")
     validate.add_argument("--json", action="store_true", help="print the resolved plan(s) as JSON")
     validate.add_argument("--resolved", action="store_true", help="print the resolved plan(s) as YAML")
     validate.add_argument("--no-files", action="store_true", help="do not check that data files exist")
+    validate.add_argument("--allow-hooks", nargs="+", default=[], metavar="MODULE", help=allow_help)
     validate.set_defaults(handler=_validate)
 
     from phaser.metrics.cli import add_parser as add_score

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from phaser.hooks import HookProps
 from phaser.physics.aberrations import parse_aberrations
@@ -64,8 +64,10 @@ def focused(ctx: InitContext, props: FocusedProbeProps) -> np.ndarray:
 class RasterScanProps(HookProps):
     """A raster scan, fast axis x; shape and step default to the raw data's metadata."""
 
-    shape: tuple[int, int] | None = Field(None, description="(scan_y, scan_x) positions")
-    step_size: float | tuple[float, float] | None = Field(None, description="step [A], or (y, x)")
+    shape: tuple[PositiveInt, PositiveInt] | None = Field(None, description="(scan_y, scan_x) positions")
+    step_size: PositiveFloat | tuple[PositiveFloat, PositiveFloat] | None = Field(
+        None, description="step [A], or (y, x)"
+    )
     rotation: float | None = Field(None, description="scan rotation, counter-clockwise [deg]")
     affine: tuple[tuple[float, float], tuple[float, float]] | None = Field(
         None, description="2x2 distortion matrix acting on (y, x), applied before the rotation"

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import AliasChoices, Field
 
 from phaser.hooks import HookProps
-from phaser.schedules import Schedule
+from phaser.schedules import NonNegativeSchedule
 
 # below this |z|^2 the phase of z is taken as 0 (its gradient would be infinite)
 _TINY = 1e-20
@@ -28,7 +28,7 @@ _TINY = 1e-20
 class WeightProps(HookProps):
     """A regularizer with only a weight (``cost`` in the original's plans)."""
 
-    weight: Schedule = Field(
+    weight: NonNegativeSchedule = Field(
         validation_alias=AliasChoices("weight", "cost"), description="weight of the term (per object pixel sum)"
     )
 

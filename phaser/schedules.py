@@ -14,11 +14,13 @@ import math
 import operator
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
+
+from phaser.hooks import StrictNumbers
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Model(StrictNumbers):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SimpleFlag(_Model):
@@ -42,8 +44,11 @@ def flag_at(flag: Flag, i: int) -> bool:
 
 
 def flag_ever(flag: Flag, niter: int) -> bool:
-    """Whether ``flag`` is on at any iteration of an ``niter``-iteration engine."""
-    return any(flag_at(flag, i) for i in range(1, niter + 1))
+    """Whether ``flag`` is on at any iteration of an ``niter``-iteration engine (O(1) in ``niter``)."""
+    if isinstance(flag, bool):
+        return flag and niter >= 1
+    first = flag.after + flag.every  # the first iteration the flag is on
+    return first <= niter and (flag.before is None or first < flag.before)
 
 
 _BINARY = {
@@ -119,7 +124,7 @@ class PiecewiseSchedule(_Model):
 
     type: Literal["piecewise"] = "piecewise"
     init: Schedule
-    steps: dict[int, Schedule]
+    steps: dict[Annotated[int, Field(ge=1)], Schedule]
 
     def at(self, i: int, niter: int) -> float:
         for start in sorted(self.steps, reverse=True):
@@ -181,6 +186,34 @@ ScheduleModel = Annotated[
 ]
 Schedule = float | ScheduleModel
 PiecewiseSchedule.model_rebuild()
+
+
+def _static_values(schedule: Schedule) -> list[float]:
+    """Values a schedule is built from (an ``expr`` is known only when evaluated)."""
+    if isinstance(schedule, (int, float)):
+        return [float(schedule)]
+    if isinstance(schedule, ConstantSchedule):
+        return [schedule.value]
+    if isinstance(schedule, PiecewiseSchedule):
+        return [v for s in (schedule.init, *schedule.steps.values()) for v in _static_values(s)]
+    if isinstance(schedule, CosineSchedule):
+        return [schedule.init, schedule.final]
+    if isinstance(schedule, ExponentialSchedule):
+        return [schedule.init]
+    return []
+
+
+def _not_negative(schedule: Schedule) -> Schedule:
+    negative = [v for v in _static_values(schedule) if v < 0]
+    if negative:
+        raise ValueError(f"expected values >= 0, but the schedule holds {negative[0]}")
+    return schedule
+
+
+NonNegativeSchedule = Annotated[Annotated[float, Field(ge=0)] | ScheduleModel, AfterValidator(_not_negative)]
+"""A number >= 0 or a schedule built from such numbers."""
+PositiveSchedule = Annotated[Annotated[float, Field(gt=0)] | ScheduleModel, AfterValidator(_not_negative)]
+"""A number > 0, or a schedule built from numbers >= 0 (a decay may end at 0)."""
 
 
 def schedule_at(schedule: Schedule, i: int, niter: int) -> float:

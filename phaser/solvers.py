@@ -10,15 +10,16 @@ iteration. Flags (``nesterov``) are fixed for the engine.
 from __future__ import annotations
 
 import inspect
+import math
 from functools import cache
 from typing import Any
 
 import jax.numpy as jnp
 import optax
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from phaser.hooks import HookProps
-from phaser.schedules import Schedule, schedule_at
+from phaser.schedules import NonNegativeSchedule, Schedule, schedule_at
 
 # The optax optimizers offered by name: those whose first argument is a learning rate.
 OPTAX_SOLVERS: tuple[str, ...] = (
@@ -45,8 +46,17 @@ OPTAX_SOLVERS: tuple[str, ...] = (
 class OptaxSolverProps(HookProps):
     """An optax optimizer's keyword arguments; numbers may be schedules."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    learning_rate: Schedule
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    learning_rate: NonNegativeSchedule = Field(description="step size (units of the variable per unit gradient)")
+
+    @model_validator(mode="after")
+    def _numbers_not_negative(self) -> OptaxSolverProps:
+        # optax's numeric arguments (b1, b2, eps, weight_decay, momentum, ...) are all >= 0
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value) or value < 0:
+                    raise ValueError(f"{key}: expected a finite number >= 0, got {value}")
+        return self
 
     def numeric(self) -> dict[str, Schedule]:
         """Arguments that are numbers or schedules (traced)."""

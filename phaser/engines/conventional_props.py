@@ -7,33 +7,35 @@ from typing import Literal
 from pydantic import Field
 
 from phaser.hooks import HookProps
-from phaser.schedules import Schedule
+from phaser.schedules import NonNegativeSchedule, PositiveSchedule
 
 
 class EPIESolverProps(HookProps):
     """ePIE (multislice: 3PIE) step sizes."""
 
-    beta_object: Schedule = Field(1.0, description="object step size (0..2)")
-    beta_probe: Schedule = Field(1.0, description="probe step size (0..2)")
+    beta_object: NonNegativeSchedule = Field(1.0, description="object step size (dimensionless, >= 0; stable up to 2)")
+    beta_probe: NonNegativeSchedule = Field(1.0, description="probe step size (dimensionless, >= 0; stable up to 2)")
 
 
 class LSQMLSolverProps(HookProps):
     """LSQML (Odstrcil et al. 2018) parameters."""
 
     stochastic: bool = Field(True, description="update after each group (else once per iteration)")
-    beta_object: Schedule = Field(1.0, description="relaxation of the object step")
-    beta_probe: Schedule = Field(1.0, description="relaxation of the probe step")
-    illum_reg_object: Schedule = Field(1e-2, description="delta_O: regularization of the illumination normalisation")
-    illum_reg_probe: Schedule = Field(
+    beta_object: NonNegativeSchedule = Field(1.0, description="relaxation of the object step")
+    beta_probe: NonNegativeSchedule = Field(1.0, description="relaxation of the probe step")
+    illum_reg_object: NonNegativeSchedule = Field(
+        1e-2, description="delta_O: regularization of the illumination normalisation"
+    )
+    illum_reg_probe: NonNegativeSchedule = Field(
         1e-2, description="delta_P: regularization of the object-transparency normalisation"
     )
-    gamma: Schedule = Field(1e-4, description="regularization of the per-position step denominator")
+    gamma: NonNegativeSchedule = Field(1e-4, description="regularization of the per-position step denominator")
 
 
 class PositionSolverProps(HookProps):
     """Per-position gradient steps of the conventional engines."""
 
-    step_size: Schedule = Field(
+    step_size: PositiveSchedule = Field(
         1.0, description="fraction of each position's least-squares shift estimate applied per iteration"
     )
     momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -79,15 +80,19 @@ def load_manual(props: ManualProps) -> RawData:
     path = Path(props.path).expanduser()
     if not path.is_file():
         raise RawDataError(f"raw data file {path} not found")
+    if path.stat().st_size == 0:
+        raise RawDataError(f"raw data file {path} is empty (0 bytes)")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        patterns, file_meta = np.load(path, mmap_mode="r"), {}
+        patterns, file_meta = _read_npy(path), {}
     elif suffix == ".npz":
         patterns, file_meta = _read_npz(path, props.key)
     elif suffix in (".h5", ".hdf5"):
         patterns, file_meta = _read_hdf5(path, props.key)
     else:
         patterns, file_meta = _read_raw_binary(path, props), {}
+    if patterns.size == 0:
+        raise RawDataError(f"{path}: the pattern array is empty (shape {patterns.shape})")
     meta = _merge_metadata(file_meta, props, path)
 
     patterns = _reshape_to_scan(patterns, meta.scan_shape, path)
@@ -136,7 +141,10 @@ def to_electron_counts(patterns: np.ndarray, adu: float | None, source: Path) ->
     counts = np.array(patterns, dtype=np.float32)
     n_not_finite = counts.size - np.count_nonzero(np.isfinite(counts))
     if n_not_finite:
-        raise RawDataError(f"{source}: {n_not_finite} of {counts.size} pixels are NaN or infinite")
+        raise RawDataError(
+            f"{source}: {n_not_finite} of {counts.size} pixels are NaN or infinite; replace them in the "
+            f"file (e.g. with 0, like a dead pixel) or crop them away"
+        )
     n_negative = np.count_nonzero(counts < 0)
     if n_negative:
         logger.warning("%s: clipped %d negative pixels to 0", source, n_negative)
@@ -144,6 +152,23 @@ def to_electron_counts(patterns: np.ndarray, adu: float | None, source: Path) ->
     if adu is not None:
         counts /= np.float32(adu)
     return counts
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array in a .npy file, memory-mapped; never unpickles. Problems name the file."""
+    with open(path, "rb") as file:
+        magic = file.read(6)
+    if magic != b"\x93NUMPY":
+        raise RawDataError(f"{path} is not a .npy array file (it does not start with the .npy signature)")
+    try:
+        patterns = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "object" in str(exc):
+            raise RawDataError(f"{path} holds Python objects (pickled), not numbers; save a numeric array") from None
+        raise RawDataError(f"{path} is truncated or damaged: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise RawDataError(f"{path} is truncated or damaged: {exc}") from None
+    return patterns
 
 
 def _reshape_to_scan(patterns: np.ndarray, scan_shape: tuple[int, int] | None, path: Path) -> np.ndarray:
@@ -168,7 +193,11 @@ def _reshape_to_scan(patterns: np.ndarray, scan_shape: tuple[int, int] | None, p
 
 def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """The pattern array of an .npz archive and its metadata arrays."""
-    with np.load(path) as archive:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise RawDataError(f"{path} is not a readable .npz archive: {exc}") from None
+    with archive:
         names = list(archive.files)
         if key is not None and key not in names:
             raise RawDataError(f"{path}: no array named {key!r}; arrays: {names}")
@@ -178,8 +207,15 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
             if len(candidates) != 1:
                 raise RawDataError(f"{path}: cannot tell which array holds the patterns among {candidates}; set `key`")
             name = candidates[0]
-        meta = {m: archive[m] for m in METADATA_NAMES if m in names and m != name}
-        return archive[name], meta
+        try:
+            meta = {m: archive[m] for m in METADATA_NAMES if m in names and m != name}
+            return archive[name], meta
+        except ValueError as exc:
+            if "pickle" in str(exc):
+                raise RawDataError(f"{path}: array {name!r} holds Python objects (pickled), not numbers") from None
+            raise RawDataError(f"{path}: array {name!r} is damaged: {exc}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise RawDataError(f"{path}: array {name!r} is truncated or damaged: {exc}") from None
 
 
 def _read_hdf5(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -195,7 +231,10 @@ def _read_hdf5(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]
             raise RawDataError(f"{path}: no dataset {name!r}; datasets: {sorted(_hdf5_datasets(file))}")
         # dataset attributes win over file-root attributes
         meta = {**dict(file.attrs), **dict(dataset.attrs)}
-        return dataset[()], meta
+        try:
+            return dataset[()], meta
+        except (OSError, ValueError, TypeError) as exc:
+            raise RawDataError(f"{path}: dataset {name!r} cannot be read (truncated or damaged?): {exc}") from None
 
 
 def _hdf5_datasets(file: h5py.File) -> dict[str, tuple[int, ...]]:

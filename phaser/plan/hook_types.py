@@ -2,7 +2,9 @@
 
 In a plan a hook is written ``name`` or ``{type: name, param: value, ...}``. The field validates the
 parameters against the hook's props class (errors carry the full field path) and yields a
-:class:`phaser.hooks.Hook`. Unknown names fail with the list of known ones.
+:class:`phaser.hooks.Hook`. Unknown names fail with the list of known ones. A ``module:function``
+is imported only when the trust policy of :mod:`phaser.hooks` allows its module, and must have
+the signature of its kind.
 """
 
 from __future__ import annotations
@@ -63,8 +65,12 @@ def _custom_to_hook(kind: str):
             return value
         model = handler(value)
         params = {k: v for k, v in model.model_dump().items() if k != "type"}
+        refused = hooks.refusal(model.type)
+        if refused is not None:
+            raise PydanticCustomError("hook_refused", refused)
         try:
             function = hooks.load_function(model.type)
+            hooks.check_signature(kind, function, model.type)
         except HookError as exc:
             raise PydanticCustomError("hook_import", str(exc)) from None
         props_class = getattr(function, "props_class", None)
@@ -109,7 +115,7 @@ def hook_field(kind: str) -> Any:
         Union[tuple(members)],  # type: ignore[valid-type]  # noqa: UP007 (a runtime-built union)
         Discriminator(
             _discriminate(kind),
-            custom_error_type="unknown_hook",
+            custom_error_type=f"unknown_hook[{kind}]",
             custom_error_message=f"is not one of {expected}, nor a 'package.module:function' reference",
         ),
         BeforeValidator(_as_mapping),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,88 +11,17 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from phaser.hooks import Hook
+from phaser.hooks import Hook, allowed_hooks
+from phaser.plan.messages import PlanError, format_location, validation_problems
+from phaser.plan.read import (
+    MAX_FILE_BYTES,
+    ReadError,
+    check_data_limits,
+    decode_plan_bytes,
+    read_json_documents,
+    read_yaml_documents,
+)
 from phaser.plan.schema import ReconsPlan
-
-_BRANCH = re.compile(r"^(<.*>|[a-z-]+\[.*\]|float|int|bool|str|none|[A-Z][A-Za-z0-9]*)$")
-_TYPE_ERRORS = {
-    "float_type",
-    "int_type",
-    "bool_type",
-    "string_type",
-    "none_required",
-    "bool_parsing",
-    "float_parsing",
-    "int_parsing",
-    "model_type",
-    "dict_type",
-    "list_type",
-    "literal_error",
-}
-
-
-class PlanError(ValueError):
-    """A plan that cannot run; ``problems`` lists ``(field path, message)`` pairs."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:"]
-        lines += [f"  {path or '(plan)'}: {message}" for path, message in problems]
-        super().__init__("\n".join(lines))
-
-
-def format_location(loc: Iterable[Any], data: Any = None) -> str:
-    """``('engines', 1, 'noise_model', 'type')`` -> ``engines[1].noise_model.type``.
-
-    Union branches that pydantic puts in the location (``gradient``, ``float``, ...) are dropped:
-    a part is a branch when the input at that point has no such key, or it names a type.
-    """
-    out, node = "", data
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            continue
-        is_key = isinstance(node, dict) and part in node
-        if not is_key and (_BRANCH.match(str(part)) or (isinstance(node, dict) and node.get("type") == part)):
-            continue
-        out += f".{part}" if out else str(part)
-        node = node.get(part) if isinstance(node, dict) else None
-    return out
-
-
-def validation_problems(error: ValidationError, data: Any) -> list[tuple[str, str]]:
-    """Each problem of a pydantic ``error`` as ``(field path, message)``, union noise dropped."""
-    problems: list[tuple[str, str]] = []
-    details = error.errors(include_url=False)
-    paths = [format_location(d["loc"], data) for d in details]
-    for detail, path in zip(details, paths, strict=True):
-        # in a union (number or schedule mapping, ...), a type mismatch of one branch is noise when
-        # another branch reported a more specific problem at the same place
-        if detail["type"] in _TYPE_ERRORS and sum(p == path or p.startswith(path + ".") for p in paths) > 1:
-            if any(
-                d["type"] not in _TYPE_ERRORS
-                for d, p in zip(details, paths, strict=True)
-                if p == path or p.startswith(path + ".")
-            ):
-                continue
-        message = detail["msg"].removeprefix("Value error, ")
-        if detail["type"] == "unknown_hook":
-            written = detail["input"].get("type") if isinstance(detail["input"], dict) else detail["input"]
-            path, message = f"{path}.type", f"{written!r} {message}"
-        elif detail["type"] == "union_tag_invalid":
-            ctx = detail.get("ctx", {})
-            path, message = f"{path}.type", f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
-        elif detail["type"] == "missing":
-            message = "required field is missing"
-        elif detail["type"] == "extra_forbidden":
-            message = f"unknown key (value {detail['input']!r})"
-        elif detail["type"] not in ("value_error", "assertion_error"):
-            message = f"{message} (got {detail['input']!r})"
-        if (path, message) not in problems:
-            problems.append((path, message))
-    return problems
 
 
 def _expand_variables(value: Any) -> Any:
@@ -141,40 +69,76 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def validate_plan(data: Any, source: str = "<plan>", base: Path | None = None, check_files: bool = True) -> ReconsPlan:
-    """Validate one plan mapping; raises :class:`PlanError` listing every problem."""
+def _non_finite_numbers(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every NaN or infinite number in ``value``: a plan holds finite numbers only."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, f"expected a finite number, got {value}")]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite_numbers(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _non_finite_numbers(v, f"{path}[{i}]")]
+    return []
+
+
+def validate_plan(
+    data: Any,
+    source: str = "<plan>",
+    base: Path | None = None,
+    check_files: bool = True,
+    allow_hooks: Iterable[str] = (),
+) -> ReconsPlan:
+    """Validate one plan mapping; raises :class:`PlanError` listing every problem.
+
+    ``allow_hooks`` names the modules whose ``module:function`` hooks may be imported, beside the
+    built-in hooks, those installed packages declare (entry points ``phaser.hooks``) and those
+    named in ``$PHASER_ALLOW_HOOKS`` (see :mod:`phaser.hooks`).
+    """
     if not isinstance(data, dict):
         raise PlanError(source, [("", f"expected a mapping of plan fields, got {type(data).__name__}")])
+    try:
+        check_data_limits(data)
+    except ReadError as exc:
+        raise PlanError(source, [("", str(exc))]) from None
     base = base or Path.cwd()
     data = _resolve_paths(_expand_variables(data), base)
     problems = _missing_files(data) if check_files else []
+    problems += _non_finite_numbers(data)
     try:
-        plan = ReconsPlan.model_validate(data)
+        with allowed_hooks(allow_hooks):
+            plan = ReconsPlan.model_validate(data)
     except ValidationError as exc:
-        raise PlanError(source, problems + validation_problems(exc, data)) from None
+        found = validation_problems(exc, data, ReconsPlan)
+        raise PlanError(source, problems + [p for p in found if p not in problems]) from None
+    problems += [p for p in _non_finite_numbers(plan.model_dump(mode="python")) if p not in problems]
     if problems:
         raise PlanError(source, problems)
     return plan
 
 
 def read_documents(path: Path) -> list[Any]:
-    """The plan documents in ``path``: JSON (one plan or a list) or YAML (``---`` separated)."""
-    if not path.exists():
-        raise PlanError(str(path), [("", "file not found")])
-    text = path.read_text()
+    """The plan documents in ``path``: JSON (one plan or a list) or YAML (``---`` separated).
+
+    Reading is bounded (see :mod:`phaser.plan.read`): duplicate keys, alias bombs, deep nesting,
+    huge strings and non-text files are refused with a message naming the file and the place.
+    """
+    if not path.is_file():
+        raise PlanError(str(path), [("", "file not found" if not path.exists() else "not a file")])
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ReadError(f"{path.stat().st_size} bytes is larger than a plan can be ({MAX_FILE_BYTES} bytes)")
+        text = decode_plan_bytes(path.read_bytes())
         if path.suffix.lower() == ".json":
-            loaded = json.loads(text)
-            return loaded if isinstance(loaded, list) else [loaded]
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise PlanError(
-            str(path), [("", f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}")]
-        ) from None
+            return read_json_documents(text)
+        return read_yaml_documents(text)
+    except ReadError as exc:
+        raise PlanError(str(path), [("", str(exc))]) from None
 
 
-def load_plans(path: str | Path, check_files: bool = True) -> list[ReconsPlan]:
-    """Every plan in ``path``, validated; problems of all documents are reported together."""
+def load_plans(path: str | Path, check_files: bool = True, allow_hooks: Iterable[str] = ()) -> list[ReconsPlan]:
+    """Every plan in ``path``, validated; problems of all documents are reported together.
+
+    ``allow_hooks``: modules whose custom hooks may be imported (see :func:`validate_plan`).
+    """
     path = Path(path)
     documents = read_documents(path)
     if not documents:
@@ -183,7 +147,7 @@ def load_plans(path: str | Path, check_files: bool = True) -> list[ReconsPlan]:
     for i, doc in enumerate(documents):
         source = str(path) if len(documents) == 1 else f"{path} (document {i + 1})"
         try:
-            plans.append(validate_plan(doc, source, base=path.parent, check_files=check_files))
+            plans.append(validate_plan(doc, source, base=path.parent, check_files=check_files, allow_hooks=allow_hooks))
         except PlanError as exc:
             prefix = "" if len(documents) == 1 else f"document {i + 1}: "
             problems += [(f"{prefix}{p}" if p else prefix.rstrip(": "), m) for p, m in exc.problems]
@@ -202,4 +166,4 @@ def dump_plan(plan: ReconsPlan) -> str:
     return yaml.safe_dump(plan_to_data(plan), sort_keys=False)
 
 
-__all__ = ["PlanError", "load_plans", "validate_plan", "dump_plan", "plan_to_data", "Hook"]
+__all__ = ["PlanError", "load_plans", "validate_plan", "dump_plan", "plan_to_data", "format_location", "Hook"]

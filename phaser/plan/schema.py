@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 import phaser.plan.registry  # noqa: F401  (fills the hook registry before the fields are built)
-from phaser.hooks import Hook
+from phaser.hooks import Hook, StrictNumbers
 from phaser.plan.hook_types import hook_field
 from phaser.schedules import Flag, SimpleFlag, flag_ever
 
@@ -22,10 +22,10 @@ SCHEMA_VERSION = "1.0"
 RECONS_VARS = ("object", "probe", "positions", "tilt")
 
 
-class PlanModel(BaseModel):
-    """Base of the plan models: immutable, unknown keys rejected."""
+class PlanModel(StrictNumbers):
+    """Base of the plan models: immutable, unknown keys rejected, numbers finite and not booleans."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
 class SliceList(PlanModel):
@@ -94,48 +94,79 @@ ImageType = Literal[
 class SaveOptions(PlanModel):
     """What to write and where (``{name}`` is the plan name, ``{iter}`` the total iteration)."""
 
-    images: tuple[ImageType, ...] = ("probe", "object_phase_stack")
-    crop_roi: bool = True
-    unwrap_phase: bool = False
-    img_dtype: Literal["float", "8bit", "16bit", "32bit"] = "16bit"
-    plot_ext: str = "png"
-    plot_dpi: int = Field(150, ge=10)
-    out_dir: str = "{name}"
+    images: tuple[ImageType, ...] = Field(("probe", "object_phase_stack"), description="figures written")
+    crop_roi: bool = Field(True, description="object figures show only the region the scan covered")
+    unwrap_phase: Literal[False] = Field(False, description="not supported (phase unwrapping)")
+    img_dtype: None = Field(None, description="not supported: images are written as figures (plot_ext, plot_dpi)")
+    plot_ext: str = Field("png", description="file type of the figures")
+    plot_dpi: int = Field(150, ge=10, le=2000, description="resolution of the figures [dots per inch]")
+    out_dir: str = Field("{name}", description="output folder, relative to the working directory")
     img_fmt: str = "{type}_iter{iter:03}.{ext}"
     hdf5_fmt: str = "iter{iter:03}.h5"
+
+    @field_validator("unwrap_phase", "img_dtype", mode="before")
+    @classmethod
+    def _unsupported(cls, value: Any, info: Any) -> Any:
+        reasons = {
+            "unwrap_phase": "phase unwrapping is not implemented (figures show the wrapped phase)",
+            "img_dtype": "images are written as figures (see plot_ext, plot_dpi); the arrays are in the HDF5 outputs",
+        }
+        if value not in (None, False):
+            raise ValueError(f"{reasons[info.field_name]}; remove `{info.field_name}`")
+        return value
+
+
+_NO_EFFECT = {
+    "buffer_n_groups": "not supported: all patterns stay on the device here",
+    "jit_unroll_slices": "not supported: the multislice loop is compiled as one scan",
+    "check_every_group": "not supported: NaN checks run once per iteration",
+    "send_every_group": "not supported: observers are called once per iteration",
+    "calc_error_fraction": "not supported: the error is computed over all positions of every pass",
+}
 
 
 class EnginePlanBase(PlanModel):
     """Settings every engine shares."""
 
-    niter: int = Field(10, ge=0)
-    sim_shape: tuple[int, int] | None = None
+    niter: int = Field(10, ge=0, description="iterations of this engine")
+    sim_shape: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="detector shape (k_y, k_x) simulated by this engine [pixels]; default: the data's"
+    )
     resize_method: Literal["pad_crop", "resample"] = "pad_crop"
-    probe_modes: int = Field(1, ge=1)
-    base_mode_power: float = Field(0.7, gt=0, lt=1)
-    bwlim_frac: float | None = Field(2 / 3, gt=0)
-    obj_pad_px: float = Field(5.0, ge=0)
+    probe_modes: int = Field(1, ge=1, description="incoherent probe modes")
+    base_mode_power: float = Field(0.7, gt=0, lt=1, description="fraction of the intensity in the first probe mode")
+    bwlim_frac: float | None = Field(2 / 3, gt=0, description="band limit of the propagator, fraction of Nyquist")
+    obj_pad_px: float = Field(5.0, ge=0, description="object margin around the scan [pixels]")
     slices: Slices | None = None
-    grouping: int | None = Field(None, ge=1)
+    grouping: int | None = Field(None, ge=1, description="positions per group (per update)")
     compact: bool = False
     shuffle_groups: Flag | None = None
-    # accepted for compatibility with the original format; all patterns stay on the device here
-    buffer_n_groups: int | None = None
-    jit_unroll_slices: bool | int | None = None
-    check_every_group: bool = False
-    send_every_group: bool = False
+    buffer_n_groups: None = Field(None, description=_NO_EFFECT["buffer_n_groups"])
+    jit_unroll_slices: None = Field(None, description=_NO_EFFECT["jit_unroll_slices"])
+    check_every_group: Literal[False] = Field(False, description=_NO_EFFECT["check_every_group"])
+    send_every_group: Literal[False] = Field(False, description=_NO_EFFECT["send_every_group"])
     update_probe: Flag = True
     update_object: Flag = True
     update_positions: Flag = False
     update_tilt: Flag = False
     calc_error: Flag = SimpleFlag(every=1)
-    calc_error_fraction: float = Field(0.1, gt=0, le=1)
+    calc_error_fraction: None = Field(None, description=_NO_EFFECT["calc_error_fraction"])
     save: Flag = False
     save_images: Flag = False
     save_options: SaveOptions = SaveOptions()
-    early_termination: int | None = Field(None, ge=1)
-    early_termination_smoothing: float = Field(0.9, gt=0, le=1)
+    early_termination: int | None = Field(
+        None, ge=1, description="stop after this many iterations without improvement (first engine only)"
+    )
+    early_termination_smoothing: float = Field(0.9, gt=0, le=1, description="smoothing of the error for it")
     mtf: None = Field(None, description="detector MTF: not supported yet")
+
+    @field_validator(*_NO_EFFECT, mode="before")
+    @classmethod
+    def _unsupported(cls, value: Any, info: Any) -> Any:
+        # accepted as written by the original format only at its no-op value
+        if value not in (None, False):
+            raise ValueError(f"{_NO_EFFECT[info.field_name]}; remove `{info.field_name}`")
+        return value
 
     def update_flags(self) -> dict[str, Flag]:
         """The update flag of each reconstruction variable."""
@@ -222,16 +253,37 @@ class ReconsPlan(PlanModel):
     version: Literal["1.0"] = SCHEMA_VERSION
     name: str = Field(min_length=1)
     backend: Literal["numpy", "jax", "cupy"] | None = None
-    device: str | None = None
+    device: None = Field(None, description="not supported: choose devices with JAX_PLATFORMS / CUDA_VISIBLE_DEVICES")
     dtype: Literal["float32", "float64"] = "float32"
-    seed: int | None = Field(None, description="seed of the run's one random source")
+    seed: int | None = Field(None, ge=0, description="seed of the run's one random source")
     wavelength: float | None = Field(None, gt=0, description="overrides the wavelength from kV [A]")
     raw_data: hook_field("raw_data")  # type: ignore[valid-type]
     post_load: list[hook_field("post_load")] = Field(default_factory=list)  # type: ignore[valid-type]
     init: InitPlan = InitPlan()
-    post_init: list[hook_field("post_init")] = Field(default_factory=list)  # type: ignore[valid-type]
+    post_init: list[Any] = Field(default_factory=list, max_length=0, description="not supported (no post-init hooks)")
     slices: Slices | None = None
     engines: list[EnginePlan] = Field(min_length=1)
+
+    @field_validator("device", "post_init", mode="before")
+    @classmethod
+    def _unsupported(cls, value: Any, info: Any) -> Any:
+        reasons = {
+            "device": "choosing a device in the plan is not supported; use JAX_PLATFORMS or CUDA_VISIBLE_DEVICES",
+            "post_init": "post-init hooks are not supported; use init hooks or post_load",
+        }
+        if value not in (None, []):
+            raise ValueError(f"{reasons[info.field_name]}; remove `{info.field_name}`")
+        return value
+
+    @model_validator(mode="after")
+    def _early_termination_on_first_engine(self) -> ReconsPlan:
+        for i, engine in enumerate(self.engines[1:], start=1):
+            if engine.early_termination is not None:
+                raise ValueError(
+                    f"engines[{i}].early_termination: only the first engine's early_termination is used; "
+                    "move it to engines[0] or remove it"
+                )
+        return self
 
     @model_validator(mode="after")
     def _gradient_needs_jax(self) -> ReconsPlan:

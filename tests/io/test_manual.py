@@ -212,3 +212,64 @@ def test_bad_dimensions(tmp_path):
 def test_props_reject_unknown_fields():
     with pytest.raises(ValueError, match="wavelen"):
         ManualProps(path="x.npy", wavelen=0.02)
+
+
+def _good_npy_bytes(tmp_path) -> bytes:
+    np.save(tmp_path / "good.npy", np.ones((4, 4, 8, 8), np.float32))
+    return (tmp_path / "good.npy").read_bytes()
+
+
+def _nan_patterns() -> np.ndarray:
+    data = np.ones((4, 4, 8, 8), np.float32)
+    data[1, 2, 3, 4] = np.nan
+    return data
+
+
+BAD_FILES = {
+    # name: (file name, writer, words the message must hold)
+    "empty": ("d.npy", lambda p, good: p.write_bytes(b""), "is empty (0 bytes)"),
+    "truncated": ("d.npy", lambda p, good: p.write_bytes(good[: len(good) // 2]), "truncated or damaged"),
+    "header only": ("d.npy", lambda p, good: p.write_bytes(good[:20]), "truncated or damaged"),
+    "text": ("d.npy", lambda p, good: p.write_text("1 2 3\n4 5 6\n"), "is not a .npy array file"),
+    "pickled": (
+        "d.npy",
+        lambda p, good: np.save(p, np.array([{"a": 1}, None], dtype=object), allow_pickle=True),
+        "holds Python objects (pickled)",
+    ),
+    "pickled npz": (
+        "d.npz",
+        lambda p, good: np.savez(p, patterns=np.array([None, 1], dtype=object)),
+        "holds Python objects (pickled)",
+    ),
+    "not a zip": ("d.npz", lambda p, good: p.write_bytes(b"PK\x03\x04rubbish"), "not a readable .npz"),
+    "not hdf5": ("d.h5", lambda p, good: p.write_bytes(b"rubbish"), "cannot open as HDF5"),
+    "zero size": ("d.npy", lambda p, good: np.save(p, np.ones((0, 8, 8), np.float32)), "the pattern array is empty"),
+    "rank 2": ("d.npy", lambda p, good: np.save(p, np.ones((8, 8), np.float32)), "got shape (8, 8)"),
+    "strings": ("d.npy", lambda p, good: np.save(p, np.full((2, 4, 4), "a")), "must be real numbers"),
+    "nan": ("d.npy", lambda p, good: np.save(p, _nan_patterns()), "1 of 1024 pixels are NaN or infinite; replace"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_data_files_name_the_file_and_the_problem(tmp_path, case):
+    name, write, words = BAD_FILES[case]
+    path = tmp_path / name
+    write(path, _good_npy_bytes(tmp_path))
+    with pytest.raises(RawDataError) as info:
+        load_manual(ManualProps(path=path))
+    assert str(path) in str(info.value) and words in str(info.value)
+
+
+def test_scan_shape_that_disagrees_with_the_file(tmp_path):
+    np.save(tmp_path / "d.npy", np.ones((4, 4, 8, 8), np.float32))
+    with pytest.raises(RawDataError, match=r"d\.npy: scan_shape \(3, 3\) has 9 positions but the file holds 16"):
+        load_manual(ManualProps(path=tmp_path / "d.npy", scan_shape=(3, 3)))
+
+
+def test_negative_counts_are_clipped_with_a_warning(tmp_path, caplog):
+    data = np.ones((4, 4, 8, 8), np.float32)
+    data[0, 0, :2, :3] = -5
+    np.save(tmp_path / "d.npy", data)
+    with caplog.at_level(logging.WARNING):
+        raw = load_manual(ManualProps(path=tmp_path / "d.npy"))
+    assert raw.patterns.min() == 0 and "clipped 6 negative pixels to 0" in caplog.text
