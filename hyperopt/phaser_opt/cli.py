@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -123,6 +124,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _allow_hooks(modules: list[str]) -> None:
+    """Trust ``modules`` here and in the worker processes started from here (they inherit it)."""
+    from phaser.hooks import ALLOW_ENV
+
+    present = [m for m in os.environ.get(ALLOW_ENV, "").split(",") if m.strip()]
+    os.environ[ALLOW_ENV] = ",".join(dict.fromkeys([*present, *modules]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``phaser-opt``."""
     parser = argparse.ArgumentParser(
@@ -137,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("study", type=Path, help="study file (YAML)")
         p.set_defaults(handler=handler)
+        if name in ("run", "worker", "validate"):
+            p.add_argument(
+                "--allow-hooks",
+                nargs="+",
+                default=[],
+                metavar="MODULE",
+                help="trust these modules' custom hooks and metrics (module:function) in the study and template",
+            )
         return p
 
     run = command("run", _run, "create or resume the study and run its trials (the default command)")
@@ -176,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if first is not None and first not in COMMANDS:
         argv.insert(argv.index(first), "run")
     args = build_parser().parse_args(argv)
+    if getattr(args, "allow_hooks", None):
+        _allow_hooks(args.allow_hooks)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

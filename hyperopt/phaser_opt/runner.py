@@ -22,6 +22,10 @@ from phaser_opt.truth import load_truth
 
 logger = logging.getLogger("phaser_opt")
 
+# Heartbeats, their retry callback and stale-trial failing are marked experimental in Optuna;
+# crash recovery is built on them, so their notices are not repeated to every user.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"phaser_opt\.")
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -96,9 +100,11 @@ def is_interrupted(trial: FrozenTrial) -> bool:
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that ran to an end (complete, pruned or failed, not interrupted): they count
-    towards ``n_trials``."""
-    return sum(not is_interrupted(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that ran to an end and count towards ``n_trials``: complete, pruned or failed, but
+    not those interrupted by Ctrl-C nor those whose worker died and that a retry replaces."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
+    return sum(t.state in FINISHED and not is_interrupted(t) and t.number not in retried for t in trials)
 
 
 def requeue_interrupted(study: optuna.Study) -> int:
@@ -194,7 +200,11 @@ def run_trials(
     if writer is not None:
         callbacks.append(lambda s, t: _refresh_gallery(writer, s, t))
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
-    while target is None or finished_count(study) + running_count(study) < target:
+    while True:
+        # a trial whose worker died is failed (and queued again by the retry callback) first
+        optuna.storages.fail_stale_trials(study)
+        if target is not None and finished_count(study) + running_count(study) >= target:
+            break
         if deadline is not None and time.monotonic() >= deadline:
             break
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
@@ -211,6 +221,9 @@ def run_study(
     target = n_trials if n_trials is not None else loaded.spec.n_trials
     study = prepare_study(loaded, stream)
     remaining = None if target is None else max(target - finished_count(study), 0)
+    if target == 0:
+        print(f"study {loaded.spec.name!r} is ready in {masked_url(loaded.storage_url)}; workers may join", file=stream)
+        return study
     if remaining == 0:
         print(f"study {loaded.spec.name!r} already has {target} finished trials", file=stream)
         return study

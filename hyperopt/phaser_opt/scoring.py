@@ -160,8 +160,11 @@ def metric_value(name: str, run: TrialRun, truth: Truth | None, options: dict[st
         return run.wall_time_s
     if name == "peak_memory":
         return run.peak_memory_mb
-    from phaser.hooks import load_function
+    from phaser.hooks import load_function, refusal
 
+    refused = refusal(name)
+    if refused:
+        raise MetricError(f"{name}: {refused}")
     value = load_function(name)(run.state, {"truth": truth, "plan": run.plan, "options": options})
     return float(value)
 

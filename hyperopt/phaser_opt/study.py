@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from phaser.plan.read import ReadError
 from phaser_opt.space import AnnotationError, SearchSpace, load_template, parse_template, yaml_loader
 from phaser_opt.spec import StudyError, StudySpec, validate_spec
 from phaser_opt.storage import sqlite_url
@@ -66,7 +67,7 @@ def read_study_file(path: Path) -> tuple[str, Any]:
         raise StudyError(str(path), [("", f"cannot read it as text ({exc})")]) from None
     try:
         return text, yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ReadError) as exc:
         raise StudyError(str(path), [("", f"not valid YAML: {exc}")]) from None
     except AnnotationError as exc:
         raise StudyError(str(path), exc.problems) from None

@@ -8,7 +8,6 @@ the text (the loader is a ``yaml.SafeLoader``), a key written twice in one mappi
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,16 @@ from typing import Any
 
 import yaml
 
+from phaser.plan.read import (
+    PlanYamlLoader,
+    ReadError,
+    decode_plan_bytes,
+    read_json_documents,
+    read_yaml_documents,
+    refuse_duplicate_keys,
+)
+
 ANNOTATION_KINDS = ("float", "int", "choice")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class AnnotationError(ValueError):
@@ -43,31 +50,15 @@ class AnnotationKey:
         return f"{self.text} at line {self.line}, column {self.column}"
 
 
-class _TemplateLoader(yaml.SafeLoader):
-    """SafeLoader with the annotation tags and refusing duplicate keys."""
+class _TemplateLoader(PlanYamlLoader):
+    """The plan loader (duplicate keys refused, size, depth and alias limits) plus the annotation tags."""
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, yaml.MappingNode):
             return super().construct_mapping(node, deep=deep)
-        self._refuse_duplicate_keys(node)
+        refuse_duplicate_keys(node)
         self.flatten_mapping(node)  # `<<` merges: a merged key overridden by an own key is not a duplicate
         return {self._key(node, key): self.construct_object(value, deep=deep) for key, value in node.value}
-
-    def _refuse_duplicate_keys(self, node: yaml.MappingNode) -> None:
-        first_marks: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self._key(node, key_node)
-            if key in first_marks:
-                first = first_marks[key]
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r} (first at line {first.line + 1}, column {first.column + 1})",
-                    key_node.start_mark,
-                )
-            first_marks[key] = key_node.start_mark
 
     def _key(self, node: yaml.MappingNode, key_node: yaml.Node) -> Any:
         if _is_annotation_node(key_node):
@@ -130,54 +121,26 @@ def yaml_loader() -> type[yaml.SafeLoader]:
 
 def read_text(text: str, source: str, fmt: str = "yaml") -> Any:
     """The raw tree of a template's text; syntax errors raise :class:`AnnotationError` with line and column."""
-    if fmt == "json":
-        return _read_json(text, source)
-    if fmt != "yaml":
+    if fmt not in ("yaml", "json"):
         raise ValueError(f"unknown template format {fmt!r} (expected 'yaml' or 'json')")
     try:
-        return yaml.load(text, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        raise AnnotationError(source, [("", _yaml_message(exc))]) from None
-    except yaml.YAMLError as exc:
-        raise AnnotationError(source, [("", f"not valid YAML: {exc}")]) from None
+        documents = read_json_documents(text) if fmt == "json" else read_yaml_documents(text, _TemplateLoader)
+    except ReadError as exc:
+        raise AnnotationError(source, [("", str(exc))]) from None
+    if fmt == "json" and text.lstrip().startswith("["):
+        documents = [documents]  # a JSON template is one value; a list is that value, not several plans
+    if len(documents) != 1:
+        raise AnnotationError(source, [("", f"a template holds one plan, this holds {len(documents)} documents")])
+    return documents[0]
 
 
 def read_file(path: str | Path) -> Any:
     """The raw tree of a template file: JSON for ``.json``, YAML otherwise."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_plan_bytes(path.read_bytes())
     except FileNotFoundError:
         raise AnnotationError(str(path), [("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationError(str(path), [("", f"cannot read it as text ({exc})")]) from None
+    except (OSError, ReadError) as exc:
+        raise AnnotationError(str(path), [("", f"cannot read it as a template ({exc})")]) from None
     return read_text(text, str(path), "json" if path.suffix.lower() == ".json" else "yaml")
-
-
-def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
-    mark = exc.problem_mark or exc.context_mark
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    context = f" ({exc.context})" if exc.context else ""
-    return f"{where}{exc.problem or 'not valid YAML'}{context}"
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    mapping: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in mapping:
-            raise _DuplicateKey(key)
-        mapping[key] = value
-    return mapping
-
-
-def _read_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text, object_pairs_hook=_pairs_without_duplicates)
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(source, [("", f"line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
-    except _DuplicateKey as exc:
-        raise AnnotationError(source, [("", f"duplicate key {exc.args[0]!r} in a JSON object")]) from None

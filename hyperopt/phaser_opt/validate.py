@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaser.hooks import refusal
 from phaser.plan import PlanError, validate_plan
 from phaser_opt.samplers import build_pruner, build_sampler
 from phaser_opt.space import AnnotationError, ChoiceParam, SearchSpace
@@ -79,6 +80,10 @@ def validate_study(study: LoadedStudy) -> list[str]:
     except StorageError as exc:
         problems.append(("storage", str(exc)))
     problems += enqueue_problems(study.space, spec.enqueue)
+    for index, objective in enumerate(spec.objectives):
+        refused = refusal(objective.metric) if ":" in objective.metric else None
+        if refused:
+            problems.append((f"objectives[{index}].metric", refused))
     plan_problems, checked = corner_problems(study)
     problems += plan_problems
     if problems:

@@ -409,17 +409,19 @@ engines:
 
 def test_the_loader_refuses_a_duplicate_key_naming_it_with_its_line_and_column():
     text = "engines:\n- type: gradient\n  niter: 30\n  niter: 40\n"
-    with pytest.raises(yaml.YAMLError, match=r"duplicate key 'niter' \(first at line 3, column 3\)") as caught:
+    expected = "key 'niter' written twice in one mapping: at line 3, column 3 and at line 4, column 3"
+    with pytest.raises(ValueError, match=expected):
         yaml.load(text, Loader=yaml_loader())
-    assert (caught.value.problem_mark.line, caught.value.problem_mark.column) == (3, 2)
     with pytest.raises(AnnotationError) as caught:
         load_template_text(text, "plan.yaml")
     ((path, message),) = caught.value.problems
-    assert (path, message.startswith("line 4, column 3: found duplicate key 'niter' (first at line 3")) == ("", True)
+    assert path == "" and message.startswith(expected)
 
 
 def test_a_duplicate_key_inside_an_annotation_is_refused():
-    with pytest.raises(AnnotationError, match="line 1, column 23: found duplicate key 'low'"):
+    with pytest.raises(
+        AnnotationError, match="key 'low' written twice in one mapping: at line 1, column 13 and at line 1, column 23"
+    ):
         load_template_text("lr: !float {low: 0.1, low: 0.2, high: 1}", "<test>")
 
 
@@ -438,14 +440,14 @@ def test_yaml_syntax_errors_give_line_and_column():
     with pytest.raises(AnnotationError) as caught:
         load_template_text("init:\n  probe: {type: focused\nengines: []\n", "plan.yaml")
     ((path, message),) = caught.value.problems
-    assert path == "" and message.startswith("line 3, column 8: ")
+    assert path == "" and message.startswith("not valid YAML at line 3, column 8: ")
     assert str(caught.value).startswith("plan.yaml: 1 problem\n")
 
 
 def test_json_syntax_errors_and_duplicate_keys():
     with pytest.raises(AnnotationError, match=r"line 2, column 13: Expecting ',' delimiter"):
         load_template_text('{"a": 1,\n "b": [1, 2 3]}', "plan.json", "json")
-    with pytest.raises(AnnotationError, match="duplicate key 'a' in a JSON object"):
+    with pytest.raises(AnnotationError, match="key 'a' written twice in one object"):
         load_template_text('{"a": 1, "a": 2}', "plan.json", "json")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -126,3 +127,24 @@ def test_sqlite_storage_is_in_wal_mode(tmp_path):
     with storage.engine.connect() as connection:
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
     assert mode == "wal"
+
+
+def test_a_custom_metric_runs_only_from_an_allowed_module(tmp_path, dataset_file, monkeypatch, capsys):
+    marker = tmp_path / "imported"
+    (tmp_path / "lab_metrics.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\n"
+        "def score(state, context):\n    return float(len(state.error_history))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("PHASER_ALLOW_HOOKS", raising=False)
+    objectives = [{"metric": "lab_metrics:score", "direction": "minimize"}]
+    path = write_study(tmp_path / "s", dataset_file, objectives=objectives, truth=None, n_trials=1)
+    problems = problems_of(path)
+    assert problems[0][0] == "objectives[0].metric" and "--allow-hooks lab_metrics" in problems[0][1]
+    assert not marker.exists()  # refused without importing it
+    assert main(["validate", str(path), "--allow-hooks", "lab_metrics"]) == 0
+    assert not marker.exists()  # validation trusts it but still does not run it
+    assert main([str(path), "--allow-hooks", "lab_metrics"]) == 0
+    assert marker.exists()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 's' / 'tiny.db'}")
+    assert study.best_value == 6.0  # the metric's value: six iterations recorded
