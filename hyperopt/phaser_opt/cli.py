@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``phaser-opt``; a study file as first argument means ``run``."""
     from phaser.plan import PlanError
+    from phaser_opt.runner import StorageLost
     from phaser_opt.space import AnnotationError
     from phaser_opt.spec import StudyError
     from phaser_opt.storage import StorageError
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StudyError, AnnotationError, PlanError, StorageError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StorageLost as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted: finished trials are kept; the same command resumes the study", file=sys.stderr)
         return 130

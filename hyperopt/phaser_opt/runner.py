@@ -12,11 +12,12 @@ from typing import Any, TextIO
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from phaser_opt.artifacts import ArtifactWriter
 from phaser_opt.objective import FAIL_REASON, INTERRUPTED, PRUNE_REASON, StudyObjective
 from phaser_opt.samplers import build_pruner, build_sampler
-from phaser_opt.storage import masked_url, open_storage
+from phaser_opt.storage import mask_secrets, masked_url, open_storage
 from phaser_opt.study import LoadedStudy
 from phaser_opt.truth import load_truth
 
@@ -200,15 +201,56 @@ def run_trials(
     if writer is not None:
         callbacks.append(lambda s, t: _refresh_gallery(writer, s, t))
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
-    while True:
+
+    def one_step() -> bool:
         # a trial whose worker died is failed (and queued again by the retry callback) first
         optuna.storages.fail_stale_trials(study)
         if target is not None and finished_count(study) + running_count(study) >= target:
-            break
+            return False
         if deadline is not None and time.monotonic() >= deadline:
-            break
+            return False
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+        return True
+
+    while with_storage_retries(one_step, study, loaded.storage_url, stream):
+        pass
     return study
+
+
+class StorageLost(RuntimeError):
+    """The database stayed unreachable through every retry; the running trial is left to the heartbeat."""
+
+
+# Seconds to wait before each new attempt when the database connection is lost (about 2 minutes in all).
+STORAGE_RETRY_WAITS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def with_storage_retries(step: Any, study: optuna.Study, url: str, stream: TextIO) -> Any:
+    """``step()``, retried with backoff while the database cannot be reached. A trial whose result
+    could not be written stays RUNNING; its heartbeat goes stale and another worker re-runs it with
+    the same parameters, so no half-written trial is ever kept."""
+    for wait in (*STORAGE_RETRY_WAITS, None):
+        try:
+            return step()
+        except (OperationalError, InterfaceError) as exc:
+            reason = mask_secrets(str(exc).strip().splitlines()[0], url)
+            if wait is None:
+                raise StorageLost(
+                    f"lost the database {masked_url(url)} ({reason}); gave up after {len(STORAGE_RETRY_WAITS)} "
+                    "retries. The running trial, if any, is re-run by another worker once its heartbeat is stale."
+                ) from None
+            print(f"database unreachable ({reason}); retrying in {wait} s", file=stream, flush=True)
+            time.sleep(wait)
+            _reconnect(study)
+    return None
+
+
+def _reconnect(study: optuna.Study) -> None:
+    """Drop the storage's pooled connections so the next attempt opens fresh ones."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def run_study(

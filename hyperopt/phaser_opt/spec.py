@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from phaser.plan.load import validation_problems
+from phaser.plan.messages import PlanError
 
 STUDY_SCHEMA_VERSION = "1.0"
 
@@ -32,15 +33,10 @@ DEFAULT_DIRECTIONS = {
 TRUTH_METRICS = ("mse", "ssim", "frc", "potential_error")
 
 
-class StudyError(ValueError):
+class StudyError(PlanError):
     """A study that cannot run; ``problems`` lists ``(field path, message)`` pairs."""
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:"]
-        lines += [f"  {path or '(study)'}: {message}" for path, message in problems]
-        super().__init__("\n".join(lines))
+    subject = "study"
 
 
 class SpecModel(BaseModel):

@@ -83,11 +83,41 @@ def open_storage(
             **callbacks,
         )
     except (SQLAlchemyError, RuntimeError, ImportError, ModuleNotFoundError) as exc:
-        raise StorageError(f"storage {masked_url(url)}: cannot open it ({_first_line(exc)})") from None
+        raise StorageError(
+            f"storage {masked_url(url)}: cannot open it ({mask_secrets(_first_line(exc), url)}); {_advice(exc)}"
+        ) from None
     if is_sqlite:
         event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()  # reconnect so every connection, the first included, is in WAL mode
     return storage
+
+
+def mask_secrets(text: str, url: str) -> str:
+    """``text`` without the URL's password."""
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        return text
+    return text.replace(password, "***") if password else text
+
+
+def _advice(exc: BaseException) -> str:
+    """What to do about a storage that cannot be opened."""
+    text = str(exc).lower()
+    if isinstance(exc, (ImportError, ModuleNotFoundError)):
+        return "install the database driver, e.g. pip install 'phaser[postgres]'"
+    if "authentication" in text or "access denied" in text or ("role" in text and "does not exist" in text):
+        return "check the user name and password in the URL"
+    if "does not exist" in text and "database" in text:
+        return "create the database first (e.g. createdb), or fix its name in the URL"
+    if "refused" in text or "could not translate host" in text or "timeout" in text or "timed out" in text:
+        return "is the database server running and reachable at that host and port?"
+    if "schema" in text or "version" in text or "alembic" in text or "upgrade" in text:
+        return (
+            "the database was written by another Optuna version: "
+            "run `optuna storage upgrade --storage URL` or use a new database"
+        )
+    return "check the URL"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -48,11 +48,13 @@ _BRANCH_NAMES = {
 class PlanError(ValueError):
     """A plan that cannot run; ``problems`` lists ``(field path, message)`` pairs."""
 
+    subject = "plan"  # what a problem without a field path is about
+
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
         lines = [f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:"]
-        lines += [f"  {path or '(plan)'}: {message}" for path, message in problems]
+        lines += [f"  {path or f'({self.subject})'}: {message}" for path, message in problems]
         super().__init__("\n".join(lines))
 
 

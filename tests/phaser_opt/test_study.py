@@ -208,3 +208,47 @@ def test_worker_load_without_the_study_is_a_clear_error(tmp_path, dataset_file):
     loaded = load_study(write_study(tmp_path, dataset_file))
     with pytest.raises(ValueError, match="does not exist"):
         open_study(loaded, create=False)
+
+
+def test_every_builtin_metric_as_an_objective(tmp_path, dataset_file):
+    objectives = [
+        {"metric": "frc", "options": {"threshold": "half-bit"}},
+        {"metric": "frc", "options": {"mode": "auc"}},
+        {"metric": "ssim"},
+        {"metric": "two_half_frc"},
+        {"metric": "final_error"},
+        {"metric": "wall_time"},
+        {"metric": "peak_memory"},
+    ]
+    path = write_study(tmp_path / "twice", dataset_file, objectives=objectives, sampler={"type": "nsga2", "seed": 0})
+    with pytest.raises(Exception, match="a metric appears twice"):
+        load_study(path)
+    del objectives[1]
+    path = write_study(
+        tmp_path / "all", dataset_file, objectives=objectives, sampler={"type": "nsga2", "seed": 0}, n_trials=1
+    )
+    (trial,) = run_quietly(path).get_trials()
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("fail_reason")
+    frc_half_bit, ssim, two_half, final_error, wall_time, peak_memory = trial.values
+    assert frc_half_bit == pytest.approx(trial.user_attrs["metric.frc_half_bit_resolution_A"])
+    assert 0 < ssim <= 1 and ssim == trial.user_attrs["metric.ssim"]
+    assert 0.3 < two_half < 50  # A: two reconstructions of 32 patterns each resolve something
+    assert final_error > 0 and wall_time == pytest.approx(trial.user_attrs["wall_time_s"], abs=0.01)
+    assert peak_memory > 100  # MB: a Python process with JAX loaded
+    assert load_study(path).spec.directions == ["minimize", "maximize", "minimize", "minimize", "minimize", "minimize"]
+
+
+def test_frc_area_under_the_curve_is_maximised_and_rises_with_quality(tmp_path, dataset_file):
+    path = write_study(
+        tmp_path,
+        dataset_file,
+        objectives=[{"metric": "frc", "options": {"mode": "auc"}}],
+        enqueue=[{"lr": 0.002}, {"lr": 0.05}],
+        n_trials=2,
+        artifacts={"enabled": False},
+    )
+    study = run_quietly(path)
+    poor, good = study.get_trials()
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert 0 < poor.value < good.value <= 1
+    assert good.user_attrs["metric.mse"] < poor.user_attrs["metric.mse"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import optuna
+import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -273,3 +274,31 @@ def test_the_slurm_array_script_runs_a_worker(tmp_path, dataset_file):
         ["bash", str(script), str(path)], env={**env, "PHASER_OPT_STORAGE": ""}, capture_output=True, text=True
     )
     assert missing.returncode != 0 and "PHASER_OPT_STORAGE" in missing.stderr
+
+
+def test_a_lost_database_is_retried_with_backoff_then_given_up(monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from phaser_opt import runner
+
+    monkeypatch.setattr(runner, "STORAGE_RETRY_WAITS", (0, 0, 0))
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: None)
+    study = optuna.create_study()
+    failures = iter([True, True, False])
+
+    def flaky() -> str:
+        if next(failures):
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection (password=secret)"))
+        return "done"
+
+    stream = io.StringIO()
+    url = "postgresql+psycopg://user:secret@db/phaser"
+    assert runner.with_storage_retries(flaky, study, url, stream) == "done"
+    assert stream.getvalue().count("retrying in 0 s") == 2 and "secret" not in stream.getvalue()
+
+    def down() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    with pytest.raises(runner.StorageLost, match="gave up after 3 retries") as info:
+        runner.with_storage_retries(down, study, url, io.StringIO())
+    assert "secret" not in str(info.value) and "***" in str(info.value)
