@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import optuna
@@ -23,9 +25,15 @@ from phaser_opt.truth import load_truth
 
 logger = logging.getLogger("phaser_opt")
 
-# Heartbeats, their retry callback and stale-trial failing are marked experimental in Optuna;
-# crash recovery is built on them, so their notices are not repeated to every user.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"phaser_opt\.")
+
+@contextlib.contextmanager
+def stable_in_practice() -> Iterator[None]:
+    """Silence Optuna's experimental-feature notices: heartbeats, their retry callback and
+    stale-trial failing are what crash recovery is built on, so users need not see them each time."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -34,9 +42,7 @@ def study_storage(loaded: LoadedStudy) -> optuna.storages.RDBStorage:
     """The study's storage with heartbeats: a trial whose worker stops beating for the grace
     period is marked FAIL and re-queued with the same parameters, up to ``max_retry`` times."""
     beat = loaded.spec.heartbeat
-    with warnings.catch_warnings():
-        # heartbeats and their retry callback are marked experimental; they are what crash recovery needs
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with stable_in_practice():
         return open_storage(
             loaded.storage_url,
             heartbeat_interval=beat.interval,
@@ -84,8 +90,7 @@ def open_study(loaded: LoadedStudy, create: bool = True, worker_index: int = 0) 
 
 
 def _initialise(study: optuna.Study, loaded: LoadedStudy) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in practice since 3.2
+    with stable_in_practice():
         study.set_metric_names(loaded.spec.metric_names)
     study.set_user_attr("study_file", loaded.text)
     study.set_user_attr("study_path", str(loaded.path))
@@ -104,7 +109,8 @@ def finished_count(study: optuna.Study) -> int:
     """Trials that ran to an end and count towards ``n_trials``: complete, pruned or failed, but
     not those interrupted by Ctrl-C nor those whose worker died and that a retry replaces."""
     trials = study.get_trials(deepcopy=False)
-    retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
+    with stable_in_practice():
+        retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
     return sum(t.state in FINISHED and not is_interrupted(t) and t.number not in retried for t in trials)
 
 
@@ -204,7 +210,8 @@ def run_trials(
 
     def one_step() -> bool:
         # a trial whose worker died is failed (and queued again by the retry callback) first
-        optuna.storages.fail_stale_trials(study)
+        with stable_in_practice():
+            optuna.storages.fail_stale_trials(study)
         if target is not None and finished_count(study) + running_count(study) >= target:
             return False
         if deadline is not None and time.monotonic() >= deadline:
