@@ -11,7 +11,9 @@ import copy
 import json
 import logging
 import math
+import os
 import resource
+import socket
 import sys
 import time
 from importlib import metadata
@@ -123,6 +125,7 @@ class StudyObjective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, for the logs
         plan_data = self.concrete_plan(trial)
         trial.set_user_attr(PLAN_YAML, yaml.safe_dump(copy.deepcopy(plan_data), sort_keys=False))
         try:

@@ -36,6 +36,7 @@ def stable_in_practice() -> Iterator[None]:
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+WAIT_POLL_S = 2.0  # how often a worker with nothing to start looks at the others' trials [s]
 
 
 def study_storage(loaded: LoadedStudy) -> optuna.storages.RDBStorage:
@@ -212,10 +213,17 @@ def run_trials(
         # a trial whose worker died is failed (and queued again by the retry callback) first
         with stable_in_practice():
             optuna.storages.fail_stale_trials(study)
-        if target is not None and finished_count(study) + running_count(study) >= target:
-            return False
         if deadline is not None and time.monotonic() >= deadline:
             return False
+        if target is not None:
+            finished = finished_count(study)
+            if finished >= target:
+                return False
+            if finished + running_count(study) >= target:
+                # the other workers' trials cover the count; wait for them, since one whose worker
+                # died goes stale and must be run again here
+                time.sleep(min(spec.heartbeat.interval, WAIT_POLL_S))
+                return True
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
         return True
 
