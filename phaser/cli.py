@@ -18,6 +18,8 @@ def _run(args: argparse.Namespace) -> int:
     from phaser.run import output_dir, run_plan
 
     plans = load_plans(args.plan, allow_hooks=args.allow_hooks)
+    if args.resume is not None:
+        plans = resumed_plans(plans, args.resume)
     for plan in plans:
         if args.backend:
             plan = plan.model_copy(update={"backend": args.backend})
@@ -33,9 +35,39 @@ def _run(args: argparse.Namespace) -> int:
         try:
             run_plan(plan, observers)
         except KeyboardInterrupt:
-            print(f"interrupted; the last complete state is in {out / 'interrupted.h5'}", file=sys.stderr)
+            print(
+                f"interrupted; the last complete state is in {out / 'interrupted.h5'} "
+                f"(continue with: phaser run {args.plan} --resume {out / 'interrupted.h5'})",
+                file=sys.stderr,
+            )
             return 130
     return 0
+
+
+def resumed_plans(plans: list, state_path: Path) -> list:
+    """The plans from the one ``state_path`` was saved by on, that one resuming from the state.
+
+    With one plan, it resumes whatever its name; with several, the state's stored plan name picks
+    the plan (the plans before it are taken as done).
+    """
+    import yaml
+
+    from phaser.io.state_file import read_state_header
+    from phaser.plan import PlanError
+
+    header = read_state_header(state_path)
+    index = 0
+    if len(plans) > 1:
+        stored = yaml.safe_load(header.plan_yaml or "{}") or {}
+        names = [plan.name for plan in plans]
+        if stored.get("name") not in names:
+            raise PlanError(
+                str(state_path), [("--resume", f"was saved by plan {stored.get('name')!r}, not one of {names}")]
+            )
+        index = names.index(stored["name"])
+    plan = plans[index]
+    init = plan.init.model_copy(update={"state": state_path.resolve(), "resume": True})
+    return [plan.model_copy(update={"init": init}), *plans[index + 1 :]]
 
 
 def fresh_folder(out: Path) -> Path:
@@ -50,15 +82,32 @@ def fresh_folder(out: Path) -> Path:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from phaser.plan import dump_plan, load_plans, plan_to_data
+    from phaser.plan import PlanError, dump_plan, load_plans, plan_to_data
+    from phaser.plan.data_check import check_against_data, data_source, fill_from_data
 
     plans = load_plans(args.plan, check_files=not args.no_files, allow_hooks=args.allow_hooks)
+    problems, sources = [], []
+    for i, plan in enumerate(plans):
+        if args.no_files:
+            continue
+        prefix = f"document {i + 1}: " if len(plans) > 1 else ""
+        problems += [(f"{prefix}{path}", message) for path, message in check_against_data(plan)]
+        sources.append(data_source(plan))
+    if problems:
+        raise PlanError(str(args.plan), problems)
     for plan in plans:
+        resolved = plan if args.no_files else fill_from_data(plan)
         if args.json:
-            print(json.dumps(plan_to_data(plan), indent=2))
+            print(json.dumps(plan_to_data(resolved), indent=2))
         elif args.resolved:
-            print("---\n" + dump_plan(plan), end="")
-    print(f"{args.plan}: {len(plans)} valid plan{'s' if len(plans) != 1 else ''}", file=sys.stderr)
+            print("---\n" + dump_plan(resolved), end="")
+    checked = sorted({str(s) for s in sources if s is not None})
+    note = f"; checked against the metadata of {', '.join(checked)}" if checked else ""
+    if args.no_files:
+        note = "; data files not checked (--no-files)"
+    elif any(s is None for s in sources):
+        note += "; a custom raw-data hook's data is checked only when it runs"
+    print(f"{args.plan}: {len(plans)} valid plan{'s' if len(plans) != 1 else ''}{note}", file=sys.stderr)
     return 0
 
 
@@ -84,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write into an output folder that already holds outputs (default: a new folder NAME-2, NAME-3, ...)",
     )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="STATE",
+        help="continue an interrupted run from its state file (interrupted.h5, iterNNN.h5): same iteration "
+        "count, schedules and engine, only the remaining iterations",
+    )
     run.add_argument("--allow-hooks", nargs="+", default=[], metavar="MODULE", help=allow_help)
     run.set_defaults(handler=_run)
 
@@ -93,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("plan", type=Path, help="plan file (.yaml, .yml or .json)")
     validate.add_argument("--json", action="store_true", help="print the resolved plan(s) as JSON")
     validate.add_argument("--resolved", action="store_true", help="print the resolved plan(s) as YAML")
-    validate.add_argument("--no-files", action="store_true", help="do not check that data files exist")
+    validate.add_argument(
+        "--no-files", action="store_true", help="do not check the data files (their existence and metadata)"
+    )
     validate.add_argument("--allow-hooks", nargs="+", default=[], metavar="MODULE", help=allow_help)
     validate.set_defaults(handler=_validate)
 
@@ -102,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate(sub)
     add_score(sub)
+
     return parser
 
 

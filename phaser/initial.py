@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import numpy as np
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from phaser.hooks import HookProps
+from phaser.io.metadata import read_npy_file_header
+from phaser.io.raw_data import RawDataError
 from phaser.physics.aberrations import parse_aberrations
 from phaser.physics.probe import focused_probe
 from phaser.physics.scan import raster_positions_A
@@ -133,11 +136,41 @@ class CustomTiltProps(HookProps):
 
 def custom_tilt(ctx: InitContext, n_positions: int, props: CustomTiltProps) -> np.ndarray:
     """Tilts ``(P, 2)`` [mrad] read from ``props.path``; the count must match the positions."""
-    if not props.path.exists():
-        raise ValueError(f"init.tilt.path: file not found: {props.path}")
-    tilt = np.load(props.path).astype(np.float64)
-    if tilt.shape[-1] != 2 or tilt.size // 2 != n_positions:
-        raise ValueError(
-            f"init.tilt.path: {props.path} holds shape {tilt.shape}; expected ({n_positions}, 2) or (scan_y, scan_x, 2)"
-        )
-    return tilt.reshape(n_positions, 2)
+    tilt = read_tilt_file(props.path, n_positions)
+    if not np.all(np.isfinite(tilt)):
+        raise RawDataError(f"init.tilt.path: {props.path} holds NaN or infinite tilts")
+    return tilt
+
+
+def read_tilt_file(path: Path, n_positions: int) -> np.ndarray:
+    """The ``(P, 2)`` tilts [mrad] in the .npy file ``path``; P must be ``n_positions``.
+
+    The file is checked as data files are (missing, empty, not .npy, pickled, truncated, wrong
+    shape) before it is read, every message naming the field and the file.
+    """
+    check_tilt_file(path, n_positions)
+    try:
+        tilt = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise RawDataError(f"init.tilt.path: {path} is truncated or damaged: {exc}") from None
+    return np.asarray(tilt, dtype=np.float64).reshape(-1, 2)
+
+
+def check_tilt_file(path: Path, n_positions: int | None) -> tuple[int, ...]:
+    """The shape of the tilts in ``path`` from its header; refuses what :func:`read_tilt_file` would."""
+    try:
+        header = read_npy_file_header(Path(path), "tilt file")
+        shape = header.shape
+        if header.dtype.kind not in "biuf":
+            raise RawDataError(f"{path}: tilts must be real numbers [mrad], got dtype {header.dtype}")
+        if len(shape) not in (2, 3) or shape[-1] != 2 or math.prod(shape) == 0:
+            raise RawDataError(f"{path} holds shape {shape}; expected (P, 2) or (scan_y, scan_x, 2) tilts [mrad]")
+        n_tilts = math.prod(shape[:-1])
+        if n_positions is not None and n_tilts != n_positions:
+            raise RawDataError(
+                f"{path} holds {n_tilts} tilts (shape {shape}) but the scan has {n_positions} positions; "
+                f"expected ({n_positions}, 2) or (scan_y, scan_x, 2)"
+            )
+    except RawDataError as exc:
+        raise RawDataError(f"init.tilt.path: {exc}") from None
+    return shape

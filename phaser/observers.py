@@ -26,6 +26,10 @@ class Observer:
     def engine_started(self, index: int, engine: Any, state: ReconsState) -> None:
         """Called before engine ``index`` runs."""
 
+    def engine_resumed(self, index: int, engine: Any, state: ReconsState, first_iteration: int) -> None:
+        """Called after :meth:`engine_started` when a resumed run continues engine ``index`` at
+        iteration ``first_iteration`` (its iterations before that were done by an earlier run)."""
+
     def iteration_done(self, state: ReconsState, sync: Callable[[], Any], i: int, niter: int) -> bool:
         """Called after engine iteration ``i`` of ``niter``; True asks the engine to stop."""
         return False
@@ -51,6 +55,10 @@ class ObserverSet(Observer):
         for obs in self.observers:
             obs.engine_started(index, engine, state)
 
+    def engine_resumed(self, index: int, engine: Any, state: ReconsState, first_iteration: int) -> None:
+        for obs in self.observers:
+            obs.engine_resumed(index, engine, state, first_iteration)
+
     def iteration_done(self, state: ReconsState, sync: Callable[[], Any], i: int, niter: int) -> bool:
         # every observer hears of every iteration, even after one has asked to stop
         return any([obs.iteration_done(state, sync, i, niter) for obs in self.observers])
@@ -69,6 +77,9 @@ class LoggingObserver(Observer):
 
     def engine_started(self, index: int, engine: Any, state: ReconsState) -> None:
         logger.info("engine %d (%s): %d iterations", index, engine.type, engine.niter)
+
+    def engine_resumed(self, index: int, engine: Any, state: ReconsState, first_iteration: int) -> None:
+        logger.info("engine %d resumed at iteration %d of %d", index, first_iteration, engine.niter)
 
     def iteration_done(self, state: ReconsState, sync: Callable[[], Any], i: int, niter: int) -> bool:
         logger.info("iteration %d/%d (total %d): error %.6g", i, niter, state.iteration, state.error_history[-1])
@@ -94,10 +105,17 @@ class ProgressObserver(Observer):
             dynamic_ncols=True,
         )
 
+    def engine_resumed(self, index: int, engine: Any, state: ReconsState, first_iteration: int) -> None:
+        if self._bar is not None:
+            # the iterations an earlier run did count as done, not as done fast
+            self._bar.reset()
+            self._bar.n = self._bar.last_print_n = self._bar.initial = first_iteration - 1
+            self._bar.refresh()
+
     def iteration_done(self, state: ReconsState, sync: Callable[[], Any], i: int, niter: int) -> bool:
         if self._bar is not None:
             self._bar.set_postfix_str(f"error {state.error_history[-1]:.5g}")
-            self._bar.update(1)
+            self._bar.update(i - self._bar.n)  # the engine's own count: true after a resume
         return False
 
     def engine_finished(self, index: int, engine: Any, state: ReconsState) -> None:

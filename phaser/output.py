@@ -30,10 +30,11 @@ class OutputObserver(Observer):
         self.out_dir = out_dir
         self.plan_yaml = dump_plan(plan)
         self.engine: Any = None
+        self.engine_iterations_done: int | None = None  # of the running engine, recorded for resuming
         self.written: list[Path] = []
 
     def _save(self, state: ReconsState, filename: str) -> Path:
-        path = save_state(self.out_dir / filename, state, self.plan_yaml)
+        path = save_state(self.out_dir / filename, state, self.plan_yaml, self.engine_iterations_done)
         self.written.append(path)
         return path
 
@@ -49,8 +50,13 @@ class OutputObserver(Observer):
 
     def engine_started(self, index: int, engine: Any, state: ReconsState) -> None:
         self.engine = engine
+        self.engine_iterations_done = 0
+
+    def engine_resumed(self, index: int, engine: Any, state: ReconsState, first_iteration: int) -> None:
+        self.engine_iterations_done = first_iteration - 1
 
     def iteration_done(self, state: ReconsState, sync: Callable[[], Any], i: int, niter: int) -> bool:
+        self.engine_iterations_done = i
         opts = self.engine.save_options
         save, images = flag_at(self.engine.save, i), flag_at(self.engine.save_images, i)
         if save or images:
@@ -62,6 +68,7 @@ class OutputObserver(Observer):
         return False
 
     def engine_finished(self, index: int, engine: Any, state: ReconsState) -> None:
+        self.engine_iterations_done = engine.niter  # done, also when it stopped early
         niter = max(engine.niter, 1)
         if flag_ever(engine.save, niter):
             self._save(state, engine.save_options.hdf5_fmt.format(iter=state.iteration, name=self.plan.name))

@@ -14,10 +14,11 @@ from phaser.engines.context import EngineContext
 from phaser.engines.resample import prepare_for_engine
 from phaser.initial import InitContext, object_shape_for, place_positions
 from phaser.io.raw_data import RawData, RawDataError
-from phaser.io.state_file import load_state
+from phaser.io.state_file import load_state, read_state_header
 from phaser.observers import Observer, ObserverSet
 from phaser.physics.constants import electron_wavelength_A
 from phaser.physics.grids import real_space_sampling_A
+from phaser.plan.resume import resume_point
 from phaser.plan.schema import ReconsPlan, slice_thicknesses
 from phaser.state import ReconsState
 
@@ -154,16 +155,23 @@ def _run_plan(plan: ReconsPlan, watchers: ObserverSet, data: LoadedData | None, 
     if holdout is not None:
         train = np.setdiff1d(np.arange(data.patterns.shape[0]), np.asarray(holdout, dtype=np.int64))
     full_state = initial_state(plan, data, rng, seen=train)
+    point = resume_point(plan, read_state_header(plan.init.state)) if plan.init.state is not None else None
     state, all_patterns = full_state, data.patterns
     if train is not None:
         state, all_patterns = select_positions(full_state, train), data.patterns[train]
     watchers.run_started(plan, state)
     try:
         for index, engine in enumerate(plan.engines):
-            state.engine_index = index
-            state, patterns = prepare_for_engine(state, engine, plan, all_patterns, rng)
+            if point is not None and index < point.engine_index:
+                continue  # done by the run the state comes from
+            first = point.first_iteration if point is not None and index == point.engine_index else 1
+            on_its_grid = point is not None and index == point.state_engine_index
+            state, patterns = _prepare(state, index, engine, plan, all_patterns, rng, on_its_grid)
             watchers.engine_started(index, engine, state)
-            ctx = EngineContext(backend=backend, rng=rng, observers=watchers, engine_index=index)
+            if first > 1:
+                logger.info("engine %d resumes at iteration %d of %d", index, first, engine.niter)
+                watchers.engine_resumed(index, engine, state, first)
+            ctx = EngineContext(backend=backend, rng=rng, observers=watchers, engine_index=index, first_iteration=first)
             state = run_engine(engine, state, patterns, ctx)
             watchers.engine_finished(index, engine, state)
     except BaseException as exc:
@@ -171,6 +179,26 @@ def _run_plan(plan: ReconsPlan, watchers: ObserverSet, data: LoadedData | None, 
         raise
     watchers.run_finished(state, None)
     return state if train is None else with_held_out_positions(state, full_state, train)
+
+
+def _prepare(
+    state: ReconsState,
+    index: int,
+    engine: Any,
+    plan: ReconsPlan,
+    patterns: np.ndarray,
+    rng: np.random.Generator,
+    on_its_grid: bool,
+) -> tuple[ReconsState, np.ndarray]:
+    """``state`` and the patterns brought to engine ``index``.
+
+    ``on_its_grid``: the state was saved inside this engine (a resumed run), so it is on this
+    engine's grid already; the engines up to and including this one give the data's pixel.
+    """
+    state.engine_index = index + 1 if on_its_grid else index
+    state, patterns = prepare_for_engine(state, engine, plan, patterns, rng)
+    state.engine_index = index
+    return state, patterns
 
 
 def select_positions(state: ReconsState, indices: Any) -> ReconsState:

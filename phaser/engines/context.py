@@ -18,3 +18,5 @@ class EngineContext:
     rng: np.random.Generator
     observers: ObserverSet
     engine_index: int = 0
+    first_iteration: int = 1
+    """The engine's first iteration (1-based): above 1 when a run resumes inside this engine."""

@@ -217,7 +217,7 @@ def run_gradient_engine(
     observers = ctx.observers
 
     try:
-        for i in range(1, plan.niter + 1):
+        for i in range(ctx.first_iteration, plan.niter + 1):
             masks = {name: jnp.asarray(1.0 if flag_at(flags[name], i) else 0.0, real) for name in VARIABLES}
             for name, _ in structure.solvers:
                 props = solver_hooks[name].props

@@ -19,6 +19,7 @@ from pydantic import PositiveFloat, PositiveInt
 
 from phaser.hooks import HookProps
 from phaser.io.manual import apply_det_flips, to_electron_counts
+from phaser.io.metadata import DataMetadata, check_data_file
 from phaser.io.raw_data import RawData, RawDataError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,23 @@ def load_empad(props: EmpadProps) -> RawData:
     )
 
 
+def read_empad_metadata(props: EmpadProps) -> DataMetadata:
+    """What :func:`load_empad` would load, from the XML and the raw file's size (no frames read)."""
+    raw_path, xml = _locate(Path(props.path).expanduser())
+    xml_shape = xml.scan_shape if xml is not None else None
+    scan_shape = props.scan_shape or xml_shape or _infer_scan_shape(raw_path)
+    _check_size(raw_path, scan_shape)
+    return DataMetadata(
+        source=raw_path,
+        n_patterns=math.prod(scan_shape),
+        pattern_shape=(DETECTOR_PIXELS, DETECTOR_PIXELS),
+        scan_shape=tuple(scan_shape),  # type: ignore[arg-type]
+        kv=props.kv if props.kv is not None else (xml.kv if xml is not None else None),
+        diff_step_mrad=props.diff_step,
+        scan_step_A=xml.scan_step_A if xml is not None else None,
+    )
+
+
 def read_empad_xml(path: Path) -> EmpadXml:
     """Parse the EMPAD XML metadata at ``path`` (tags as written by the EMPAD acquisition)."""
     try:
@@ -143,8 +161,7 @@ def _xml_number(element: ElementTree.Element | None, tag: str) -> float | None:
 
 def _locate(path: Path) -> tuple[Path, EmpadXml | None]:
     """The raw file and the XML metadata for ``path`` (either one of them)."""
-    if not path.is_file():
-        raise RawDataError(f"EMPAD file {path} not found")
+    check_data_file(path, "EMPAD file")
     if path.suffix.lower() == ".xml":
         xml = read_empad_xml(path)
         if xml.raw_filename is None:
@@ -152,6 +169,7 @@ def _locate(path: Path) -> tuple[Path, EmpadXml | None]:
         raw_path = path.parent / xml.raw_filename
         if not raw_path.is_file():
             raise RawDataError(f"EMPAD raw file {raw_path} named in {path} not found")
+        check_data_file(raw_path, "EMPAD raw file")
         return raw_path, xml
     beside = path.with_suffix(".xml")
     if beside.is_file():
@@ -186,6 +204,13 @@ def _infer_scan_shape(raw_path: Path) -> tuple[int, int]:
 
 def _read_frames(raw_path: Path, scan_shape: tuple[int, int]) -> np.ndarray:
     """(scan_y, scan_x, 128, 128) view of the memory-mapped file, metadata rows dropped."""
+    _check_size(raw_path, scan_shape)
+    frames = np.memmap(raw_path, dtype="<f4", mode="r", shape=(*scan_shape, STORED_ROWS, DETECTOR_PIXELS))
+    return frames[..., :DETECTOR_PIXELS, :]
+
+
+def _check_size(raw_path: Path, scan_shape: tuple[int, int]) -> None:
+    """Refuse a raw file whose size is not the scan's frames (truncated, or another scan's)."""
     expected = math.prod(scan_shape) * FRAME_BYTES
     found = raw_path.stat().st_size
     if found != expected:
@@ -194,5 +219,3 @@ def _read_frames(raw_path: Path, scan_shape: tuple[int, int]) -> np.ndarray:
             f"{raw_path} {problem}: scan {tuple(scan_shape)} of {STORED_ROWS}x{DETECTOR_PIXELS} "
             f"float32 frames needs {expected} bytes, found {found}"
         )
-    frames = np.memmap(raw_path, dtype="<f4", mode="r", shape=(*scan_shape, STORED_ROWS, DETECTOR_PIXELS))
-    return frames[..., :DETECTOR_PIXELS, :]

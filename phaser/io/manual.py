@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
 from phaser.hooks import HookProps
+from phaser.io.metadata import DataMetadata, check_data_file, pattern_layout, read_npy_file_header, read_npy_header
 from phaser.io.raw_data import RawData, RawDataError
 
 logger = logging.getLogger(__name__)
@@ -78,10 +79,7 @@ def load_manual(props: ManualProps) -> RawData:
     plan does not set ``fftshifted``, a file attribute ``centred = False`` means fftshifted.
     """
     path = Path(props.path).expanduser()
-    if not path.is_file():
-        raise RawDataError(f"raw data file {path} not found")
-    if path.stat().st_size == 0:
-        raise RawDataError(f"raw data file {path} is empty (0 bytes)")
+    check_data_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         patterns, file_meta = _read_npy(path), {}
@@ -91,10 +89,7 @@ def load_manual(props: ManualProps) -> RawData:
         patterns, file_meta = _read_hdf5(path, props.key)
     else:
         patterns, file_meta = _read_raw_binary(path, props), {}
-    if patterns.size == 0:
-        raise RawDataError(f"{path}: the pattern array is empty (shape {patterns.shape})")
     meta = _merge_metadata(file_meta, props, path)
-
     patterns = _reshape_to_scan(patterns, meta.scan_shape, path)
     counts = apply_det_flips(to_electron_counts(patterns, props.adu, path), props.det_flips)
     if props.det_shape is not None and counts.shape[-2:] != tuple(props.det_shape):
@@ -113,6 +108,39 @@ def load_manual(props: ManualProps) -> RawData:
             "format": suffix.lstrip(".") or "raw",
             **({"wavelength_A": props.wavelength} if props.wavelength is not None else {}),
         },
+    )
+
+
+def read_manual_metadata(props: ManualProps) -> DataMetadata:
+    """What :func:`load_manual` would load, from the file's header only (see :mod:`phaser.io.metadata`)."""
+    path = Path(props.path).expanduser()
+    check_data_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        header = read_npy_file_header(path)
+        shape, dtype, file_meta = header.shape, header.dtype, {}
+    elif suffix == ".npz":
+        shape, dtype, file_meta = _npz_header(path, props.key)
+    elif suffix in (".h5", ".hdf5"):
+        shape, dtype, file_meta = _hdf5_header(path, props.key)
+    else:
+        frames = _read_raw_binary(path, props)  # a memory map: nothing read yet
+        shape, dtype, file_meta = frames.shape, frames.dtype, {}
+    meta = _merge_metadata(file_meta, props, path)
+    n_patterns, detector, scan_shape = pattern_layout(shape, dtype, meta.scan_shape, path)
+    if props.det_flips is not None and props.det_flips[2]:
+        detector = (detector[1], detector[0])
+    if props.det_shape is not None and detector != tuple(props.det_shape):
+        raise RawDataError(f"{path}: detector shape {detector} differs from det_shape {tuple(props.det_shape)}")
+    return DataMetadata(
+        source=path,
+        n_patterns=n_patterns,
+        pattern_shape=detector,
+        scan_shape=scan_shape,
+        kv=meta.kv,
+        diff_step_mrad=meta.diff_step_mrad,
+        scan_step_A=meta.scan_step_A,
+        wavelength_A=props.wavelength,
     )
 
 
@@ -156,38 +184,20 @@ def to_electron_counts(patterns: np.ndarray, adu: float | None, source: Path) ->
 
 def _read_npy(path: Path) -> np.ndarray:
     """The array in a .npy file, memory-mapped; never unpickles. Problems name the file."""
-    with open(path, "rb") as file:
-        magic = file.read(6)
-    if magic != b"\x93NUMPY":
-        raise RawDataError(f"{path} is not a .npy array file (it does not start with the .npy signature)")
+    read_npy_file_header(path)  # not .npy, pickled, truncated: refused with the file's name
     try:
-        patterns = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc) or "object" in str(exc):
-            raise RawDataError(f"{path} holds Python objects (pickled), not numbers; save a numeric array") from None
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
         raise RawDataError(f"{path} is truncated or damaged: {exc}") from None
-    except (OSError, EOFError) as exc:
-        raise RawDataError(f"{path} is truncated or damaged: {exc}") from None
-    return patterns
 
 
 def _reshape_to_scan(patterns: np.ndarray, scan_shape: tuple[int, int] | None, path: Path) -> np.ndarray:
     """(scan_y, scan_x, k_y, k_x) when a scan shape is known or stored, else (n, k_y, k_x)."""
-    if patterns.ndim not in (3, 4):
-        raise RawDataError(
-            f"{path}: expected patterns (n, k_y, k_x) or (scan_y, scan_x, k_y, k_x), got shape {patterns.shape}"
-        )
+    n_patterns, _, _ = pattern_layout(patterns.shape, patterns.dtype, scan_shape, path)
     if scan_shape is None:
         if patterns.ndim == 3:
-            logger.info("%s: no scan_shape, keeping %d patterns unordered", path, len(patterns))
+            logger.info("%s: no scan_shape, keeping %d patterns unordered", path, n_patterns)
         return patterns
-    n_patterns = math.prod(patterns.shape[:-2])
-    n_positions = math.prod(scan_shape)
-    if n_positions != n_patterns:
-        raise RawDataError(
-            f"{path}: scan_shape {tuple(scan_shape)} has {n_positions} positions but the file "
-            f"holds {n_patterns} patterns (shape {patterns.shape})"
-        )
     return patterns.reshape(*scan_shape, *patterns.shape[-2:])
 
 
@@ -199,14 +209,7 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
         raise RawDataError(f"{path} is not a readable .npz archive: {exc}") from None
     with archive:
         names = list(archive.files)
-        if key is not None and key not in names:
-            raise RawDataError(f"{path}: no array named {key!r}; arrays: {names}")
-        name = key or next((n for n in PATTERN_NAMES if n in names), None)
-        if name is None:
-            candidates = [n for n in names if n not in METADATA_NAMES]
-            if len(candidates) != 1:
-                raise RawDataError(f"{path}: cannot tell which array holds the patterns among {candidates}; set `key`")
-            name = candidates[0]
+        name = _npz_pattern_name(path, names, key)
         try:
             meta = {m: archive[m] for m in METADATA_NAMES if m in names and m != name}
             return archive[name], meta
@@ -218,6 +221,19 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
             raise RawDataError(f"{path}: array {name!r} is truncated or damaged: {exc}") from None
 
 
+def _npz_pattern_name(path: Path, names: list[str], key: str | None) -> str:
+    """``key``, else ``patterns`` or ``data``, else the only array that is not metadata."""
+    if key is not None and key not in names:
+        raise RawDataError(f"{path}: no array named {key!r}; arrays: {names}")
+    name = key or next((n for n in PATTERN_NAMES if n in names), None)
+    if name is None:
+        candidates = [n for n in names if n not in METADATA_NAMES]
+        if len(candidates) != 1:
+            raise RawDataError(f"{path}: cannot tell which array holds the patterns among {candidates}; set `key`")
+        name = candidates[0]
+    return name
+
+
 def _read_hdf5(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """The pattern dataset of an HDF5 file and the attributes of the file root and dataset."""
     try:
@@ -225,16 +241,57 @@ def _read_hdf5(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]
     except OSError as exc:
         raise RawDataError(f"{path}: cannot open as HDF5 ({exc})") from exc
     with file:
-        name = key if key is not None else _find_hdf5_patterns(file, path)
-        dataset = file.get(name)
-        if not isinstance(dataset, h5py.Dataset):
-            raise RawDataError(f"{path}: no dataset {name!r}; datasets: {sorted(_hdf5_datasets(file))}")
+        dataset = _hdf5_pattern_dataset(file, path, key)
         # dataset attributes win over file-root attributes
         meta = {**dict(file.attrs), **dict(dataset.attrs)}
         try:
             return dataset[()], meta
         except (OSError, ValueError, TypeError) as exc:
-            raise RawDataError(f"{path}: dataset {name!r} cannot be read (truncated or damaged?): {exc}") from None
+            raise RawDataError(
+                f"{path}: dataset {dataset.name!r} cannot be read (truncated or damaged?): {exc}"
+            ) from None
+
+
+def _npz_header(path: Path, key: str | None) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+    """Shape and dtype of the pattern array of an .npz archive (its header only) and its metadata."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise RawDataError(f"{path} is not a readable .npz archive: {exc}") from None
+    with archive:
+        members = {n[: -len(".npy")]: n for n in archive.namelist() if n.endswith(".npy")}
+        name = _npz_pattern_name(path, list(members), key)
+        try:
+            with archive.open(members[name]) as member:
+                header = read_npy_header(member, f"{path}: array {name!r}", archive.getinfo(members[name]).file_size)
+            meta = {}
+            for m in METADATA_NAMES:
+                if m in members and m != name:
+                    with archive.open(members[m]) as member:
+                        meta[m] = np.lib.format.read_array(member, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise RawDataError(f"{path}: is truncated or damaged: {exc}") from None
+    return header.shape, header.dtype, meta
+
+
+def _hdf5_header(path: Path, key: str | None) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+    """Shape and dtype of the pattern dataset of an HDF5 file and its attributes (no data read)."""
+    try:
+        file = h5py.File(path, "r")
+    except OSError as exc:
+        raise RawDataError(f"{path}: cannot open as HDF5 ({exc})") from None
+    with file:
+        dataset = _hdf5_pattern_dataset(file, path, key)
+        return tuple(dataset.shape), dataset.dtype, {**dict(file.attrs), **dict(dataset.attrs)}
+
+
+def _hdf5_pattern_dataset(file: h5py.File, path: Path, key: str | None) -> h5py.Dataset:
+    """The dataset ``key``, else the one :func:`_find_hdf5_patterns` picks."""
+    name = key if key is not None else _find_hdf5_patterns(file, path)
+    dataset = file.get(name)
+    if not isinstance(dataset, h5py.Dataset):
+        raise RawDataError(f"{path}: no dataset {name!r}; datasets: {sorted(_hdf5_datasets(file))}")
+    return dataset
 
 
 def _hdf5_datasets(file: h5py.File) -> dict[str, tuple[int, ...]]:

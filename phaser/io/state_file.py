@@ -1,9 +1,10 @@
 """The reconstruction output format: one HDF5 file per saved state, written atomically.
 
 Layout: root attributes ``file_type = "phaser_state"``, ``format_version``, ``phaser_version``,
-``kv``, ``wavelength_A``, ``sampling_A``, ``iteration``, ``scan_shape`` and ``plan`` (the
-resolved plan as YAML); datasets ``probe`` (M, N, N), ``object`` (S, Ny, Nx),
-``slice_thicknesses_A``, ``positions_A`` (P, 2), ``initial_positions_A``, ``tilt_mrad``,
+``kv``, ``wavelength_A``, ``sampling_A``, ``iteration`` (across engines), ``engine_index`` and
+``engine_iteration`` (where in the plan the state stands: iterations of that engine done, for
+resuming), ``scan_shape`` and ``plan`` (the resolved plan as YAML); datasets ``probe`` (M, N, N),
+``object`` (S, Ny, Nx), ``slice_thicknesses_A``, ``positions_A`` (P, 2), ``initial_positions_A``, ``tilt_mrad``,
 ``error_history`` and ``error_iterations``. A file is written beside its final name and renamed,
 so a run interrupted while saving leaves the previous file intact.
 """
@@ -11,6 +12,7 @@ so a run interrupted while saving leaves the previous file intact.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,29 @@ class StateFileError(ValueError):
     """A state file that cannot be read; the message names the file and what is wrong."""
 
 
-def save_state(path: str | Path, state: ReconsState, plan_yaml: str | None = None) -> Path:
-    """Write ``state`` to ``path`` (HDF5) atomically; returns the path."""
+@dataclass(frozen=True)
+class StateHeader:
+    """What a state file says about itself, read without its arrays."""
+
+    n_positions: int
+    probe_shape: tuple[int, int]
+    """(N_y, N_x) pixels of the probe (the grid of the engine it was saved in)."""
+    iteration: int
+    """Iterations done, across engines."""
+    engine_index: int | None
+    """The engine the state was saved in (None in files written before it was recorded)."""
+    engine_iteration: int | None
+    """Iterations of that engine done (None where unknown)."""
+    plan_yaml: str | None
+
+
+def save_state(
+    path: str | Path, state: ReconsState, plan_yaml: str | None = None, engine_iteration: int | None = None
+) -> Path:
+    """Write ``state`` to ``path`` (HDF5) atomically; returns the path.
+
+    ``engine_iteration``: iterations of engine ``state.engine_index`` done, recorded for resuming.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -44,8 +67,11 @@ def save_state(path: str | Path, state: ReconsState, plan_yaml: str | None = Non
                 "wavelength_A": state.wavelength_A,
                 "sampling_A": np.asarray(state.sampling_A),
                 "iteration": state.iteration,
+                "engine_index": state.engine_index,
             }
         )
+        if engine_iteration is not None:
+            f.attrs["engine_iteration"] = engine_iteration
         if state.scan_shape is not None:
             f.attrs["scan_shape"] = np.asarray(state.scan_shape)
         if plan_yaml is not None:
@@ -92,8 +118,35 @@ def load_state(path: str | Path) -> ReconsState:
                 tilt_mrad=read("tilt_mrad", np.zeros_like(positions)),
                 scan_shape=tuple(int(v) for v in scan_shape) if scan_shape is not None else None,
                 iteration=int(f.attrs.get("iteration", 0)),
+                engine_index=int(f.attrs.get("engine_index", 0)),
                 error_history=[float(v) for v in read("error_history", [])],
                 error_iterations=[int(v) for v in read("error_iterations", [])],
+            )
+    except OSError as exc:
+        raise StateFileError(f"{path}: cannot be read as HDF5 (truncated or not HDF5?): {exc}") from None
+
+
+def read_state_header(path: str | Path) -> StateHeader:
+    """The shapes and progress recorded in a state file, without reading its arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise StateFileError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("file_type") != FILE_TYPE:
+                raise StateFileError(f"{path}: not a phaser state file (file_type {f.attrs.get('file_type')!r})")
+            missing = [k for k in ("probe", "object", "positions_A") if k not in f]
+            if missing:
+                raise StateFileError(f"{path}: missing dataset(s) {', '.join(missing)}")
+            plan = f.attrs.get("plan")
+            engine_index, engine_iteration = f.attrs.get("engine_index"), f.attrs.get("engine_iteration")
+            return StateHeader(
+                n_positions=int(f["positions_A"].shape[0]),
+                probe_shape=tuple(int(n) for n in f["probe"].shape[-2:]),  # type: ignore[arg-type]
+                iteration=int(f.attrs.get("iteration", 0)),
+                engine_index=int(engine_index) if engine_index is not None else None,
+                engine_iteration=int(engine_iteration) if engine_iteration is not None else None,
+                plan_yaml=plan.decode() if isinstance(plan, bytes) else plan,
             )
     except OSError as exc:
         raise StateFileError(f"{path}: cannot be read as HDF5 (truncated or not HDF5?): {exc}") from None

@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 from phaser import hooks
 from phaser.hooks import FreeProps, Hook, HookError, HookProps
 
-CUSTOM_TAG = "<custom>"
+CUSTOM_TAG = "<module:function>"  # not "<custom>": the built-in tilt hook is named custom
 
 
 def _tag(name: str) -> str:

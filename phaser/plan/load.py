@@ -54,11 +54,12 @@ def _missing_files(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Make relative data paths relative to the plan file's folder, not the working directory."""
+    """Make relative data paths (raw data, starting state, tilt file) relative to the plan file's folder."""
 
     def fix(value: Any) -> Any:
-        if isinstance(value, str) and value and not os.path.isabs(value) and "$" not in value:
-            return str(base / value)
+        # absolute, so the resolved plan written beside the outputs finds the same files
+        if isinstance(value, str) and value and "$" not in value:
+            return os.path.abspath(base / os.path.expanduser(value))
         return value
 
     out = dict(data)
@@ -66,6 +67,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         out["raw_data"] = {**out["raw_data"], "path": fix(out["raw_data"]["path"])}
     if isinstance(out.get("init"), dict) and out["init"].get("state"):
         out["init"] = {**out["init"], "state": fix(out["init"]["state"])}
+    tilt = out["init"].get("tilt") if isinstance(out.get("init"), dict) else None
+    if isinstance(tilt, dict) and tilt.get("path"):
+        out["init"] = {**out["init"], "tilt": {**tilt, "path": fix(tilt["path"])}}
     return out
 
 

@@ -36,6 +36,7 @@ _EXPECTED = {
     "tuple_type": "a list",
     "union_tag_not_found": "a mapping with a `type`",
 }
+_FIELD_PATH = re.compile(r"[A-Za-z_]\w*(\[\d+\]|\.[A-Za-z_]\w*)*")
 _TYPE_ERRORS = set(_EXPECTED) | {"literal_error"}
 _BRANCH_NAMES = {
     "SimpleFlag": "a flag mapping {after, every, before}",
@@ -160,7 +161,11 @@ def validation_problems(
         entry = (path, _message(detail, root))
         # a model validator's "key: problem" belongs to that key
         key, sep, rest = entry[1].partition(": ")
-        if root is not None and sep and isinstance(detail["input"], dict) and key in detail["input"]:
+        head = re.split(r"[.\[]", key, maxsplit=1)[0]
+        is_path = _FIELD_PATH.fullmatch(key) and (
+            head != key or (isinstance(detail["input"], dict) and key in detail["input"])
+        )
+        if root is not None and sep and is_path:
             entry = (f"{path}.{key}" if path else key, rest)
         if detail["type"].startswith("unknown_hook") or detail["type"] == "union_tag_invalid":
             entry = (f"{path}.type", entry[1])

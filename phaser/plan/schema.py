@@ -63,9 +63,17 @@ def slice_thicknesses(slices: Slices | None) -> list[float]:
 
 
 class InitPlan(PlanModel):
-    """How probe, scan and object start; ``state`` resumes from a saved HDF5 state."""
+    """How probe, scan and object start; ``state`` starts from (or resumes) a saved HDF5 state."""
 
-    state: Path | None = None
+    state: Path | None = Field(None, description="a state file (final.h5, interrupted.h5, iterNNN.h5) to start from")
+    resume: bool | None = Field(
+        None,
+        description=(
+            "with `state`: true continues the iteration count and schedules where the state stopped and runs "
+            "only the remaining iterations; false starts every engine from its first iteration; "
+            "null (default) continues when the state is an unfinished run of a plan with the same engines"
+        ),
+    )
     scan: hook_field("scan") | None = None  # type: ignore[valid-type]
     probe: hook_field("probe") | None = None  # type: ignore[valid-type]
     object: hook_field("object") | None = None  # type: ignore[valid-type]
@@ -75,6 +83,12 @@ class InitPlan(PlanModel):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == {} else value
+
+    @model_validator(mode="after")
+    def _resume_needs_state(self) -> InitPlan:
+        if self.resume is not None and self.state is None:
+            raise ValueError("resume: there is no init.state to resume from")
+        return self
 
 
 ImageType = Literal[
@@ -91,6 +105,19 @@ ImageType = Literal[
 ]
 
 
+FIGURE_EXTENSIONS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "webp", "raw", "rgba")
+"""Picture formats the figures are written in (matplotlib's, but pgf, which needs LaTeX); ``tif``/``tiff``
+write raw float32 images."""
+RAW_IMAGE_EXTENSIONS = ("tif", "tiff")
+FIGURE_ONLY_KINDS = ("scan", "tilt")
+"""Image kinds that exist as figures only (no raw array to write as TIFF)."""
+_FORMAT_FIELDS = {
+    "img_fmt": {"type": "probe", "iter": 1, "ext": "png"},
+    "hdf5_fmt": {"iter": 1, "name": "plan"},
+    "out_dir": {"name": "plan"},
+}
+
+
 class SaveOptions(PlanModel):
     """What to write and where (``{name}`` is the plan name, ``{iter}`` the total iteration)."""
 
@@ -103,6 +130,36 @@ class SaveOptions(PlanModel):
     out_dir: str = Field("{name}", description="output folder, relative to the working directory")
     img_fmt: str = "{type}_iter{iter:03}.{ext}"
     hdf5_fmt: str = "iter{iter:03}.h5"
+
+    @field_validator("plot_ext")
+    @classmethod
+    def _known_extension(cls, value: str) -> str:
+        ext = value.lstrip(".").lower()
+        if ext not in FIGURE_EXTENSIONS + RAW_IMAGE_EXTENSIONS:
+            known = ", ".join(FIGURE_EXTENSIONS + RAW_IMAGE_EXTENSIONS)
+            raise ValueError(f"{value!r} is not a supported image type; expected one of {known}")
+        return value
+
+    @field_validator(*_FORMAT_FIELDS)
+    @classmethod
+    def _known_placeholders(cls, value: str, info: Any) -> str:
+        names = _FORMAT_FIELDS[info.field_name]
+        try:
+            value.format(**names)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            placeholders = ", ".join("{" + n + "}" for n in names)
+            raise ValueError(f"{value!r} is not a file name pattern with {placeholders}: {exc!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _raw_images_have_arrays(self) -> SaveOptions:
+        figure_only = [k for k in self.images if k in FIGURE_ONLY_KINDS]
+        if self.plot_ext.lstrip(".").lower() in RAW_IMAGE_EXTENSIONS and figure_only:
+            raise ValueError(
+                f"images: {', '.join(figure_only)}: figures only, not written as {self.plot_ext} arrays; "
+                "remove them or choose a picture plot_ext (png, pdf, svg, ...)"
+            )
+        return self
 
     @field_validator("unwrap_phase", "img_dtype", mode="before")
     @classmethod
@@ -167,6 +224,15 @@ class EnginePlanBase(PlanModel):
         if value not in (None, False):
             raise ValueError(f"{_NO_EFFECT[info.field_name]}; remove `{info.field_name}`")
         return value
+
+    @model_validator(mode="after")
+    def _expr_schedules_in_range(self) -> EnginePlanBase:
+        from phaser.plan.schedule_check import expr_problems
+
+        problems = expr_problems(self)
+        if problems:
+            raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
+        return self
 
     def update_flags(self) -> dict[str, Flag]:
         """The update flag of each reconstruction variable."""
@@ -283,6 +349,12 @@ class ReconsPlan(PlanModel):
                     f"engines[{i}].early_termination: only the first engine's early_termination is used; "
                     "move it to engines[0] or remove it"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _probe_or_state(self) -> ReconsPlan:
+        if self.init.state is None and self.init.probe is None:
+            raise ValueError("init.probe: required unless init.state is given (e.g. {type: focused, conv_angle: 20})")
         return self
 
     @model_validator(mode="after")

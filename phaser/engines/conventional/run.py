@@ -150,7 +150,7 @@ def run_conventional_engine(
     iter_constraints = tuple(hook.function() for hook in plan.iter_constraints)
 
     try:
-        for i in range(1, plan.niter + 1):
+        for i in range(ctx.first_iteration, plan.niter + 1):
             options = StepOptions(
                 noise_model=noise_name,
                 update_object=flag_at(flags["object"], i),
