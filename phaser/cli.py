@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate(sub)
     add_score(sub)
+    from phaser.server.cli import add_parsers
 
+    add_parsers(sub)
     return parser
 
 
