@@ -101,6 +101,7 @@ class ArtifactWriter:
     def __init__(self, folder: Path, spec: Any):
         self.store = artifact_store(folder)
         self.spec = spec
+        self._gallery_of: tuple[int, ...] = ()  # the trials the gallery last showed
 
     def record(self, trial: optuna.Trial, run: Any, truth: Any) -> None:
         """Upload the trial's figures, plan, phase array (and state, when asked) and its note."""
@@ -165,6 +166,9 @@ class ArtifactWriter:
         from phaser_opt.gallery import gallery_figure, top_trials
 
         top = top_trials(study, self.spec.gallery_top)
+        shown = tuple(t.number for t in top)
+        if shown == self._gallery_of:
+            return  # the new trial did not enter the top: the stored gallery is still right
         phases = [(t, self.phase_of(study, t)) for t in top]
         phases = [(t, p) for t, p in phases if p is not None]
         if not phases:
@@ -176,3 +180,4 @@ class ArtifactWriter:
         figure.update_layout(width=None, height=None, autosize=True, margin=dict(l=10, r=10, t=70, b=10))
         figure.update_layout(title_font_size=13)
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=GALLERY_ID)
+        self._gallery_of = shown
