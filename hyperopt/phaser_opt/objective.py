@@ -161,7 +161,11 @@ class StudyObjective:
                 return metric_value(first.metric, probe, self.truth, first.options)
 
         reporter = TrialReporter(
-            trial, spec.report.every, spec.report.diverge_factor, value_fn, can_prune=len(spec.objectives) == 1
+            trial,
+            spec.report.every,
+            spec.report.diverge_factor,
+            value_fn,
+            can_prune=len(spec.objectives) == 1,
         )
         heldout = self._holdout(data.patterns.shape[0])
         start = time.perf_counter()

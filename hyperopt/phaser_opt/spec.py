@@ -183,6 +183,9 @@ class StudySpec(SpecModel):
             raise ValueError(f"objectives: a metric appears twice ({', '.join(labels)})")
         if len(self.objectives) > 1 and self.pruner.type != "none":
             raise ValueError("pruner: Optuna cannot prune a study with several objectives; use `pruner: {type: none}`")
+        if self.report.value == "objective" and self.pruner.type == "none":
+            # the objective mid-run costs an alignment per report, and only a pruner reads it
+            raise ValueError("report.value: objective feeds the pruner; with `pruner: {type: none}` use `value: error`")
         if self.report.value == "objective" and self.objectives[0].metric in ("heldout_loss", "two_half_frc"):
             raise ValueError("report.value: objective needs a metric of the current state; use `value: error`")
         if len(self.objectives) > 1 and self.sampler.type in ("gp", "cmaes"):

@@ -47,6 +47,7 @@ def problems_of(path: Path) -> list[tuple[str, str]]:
         ({"enqueue": [{"learning_rate": 0.1}]}, "enqueue[0].learning_rate", "not a parameter"),
         ({"enqueue": [{"lr": 5.0}]}, "enqueue[0].lr", "outside"),
         ({"n_trials": None}, "(study)", "so the study ends"),
+        ({"report": {"value": "objective"}}, ("report", "(study)"), "feeds the pruner"),
     ],
 )
 def test_each_bad_study_field_is_named(tmp_path, dataset_file, fields, field, words):

@@ -3,11 +3,9 @@ tiny dataset and plan, apps under Starlette's TestClient, and a real server on a
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,28 +66,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def tiny_plan(niter: int = 3) -> str:
     return TINY_PLAN.replace("NITER", str(niter))
-
-
-# The PostgreSQL server of CI and of the development machines (trust auth); PHASER_TEST_POSTGRES
-# points elsewhere. The session works in a database of its own, dropped at the end.
-POSTGRES_SERVER = os.environ.get("PHASER_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """The SQLAlchemy URL of a fresh PostgreSQL database; skipped where no server answers."""
-    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg (the `postgres` extra)")
-    name = f"phaser_server_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(POSTGRES_SERVER, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server answers at {POSTGRES_SERVER!r}: {str(exc).strip()[:120]}")
-    user, host, port = admin.info.get_parameters().get("user", "postgres"), admin.info.host, admin.info.port
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://{user}@{host}:{port}/{name}"
-    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _drop_tables(url: str) -> None:

@@ -43,6 +43,7 @@ def test_concurrent_claimers_take_every_job_exactly_once(store: JobStore) -> Non
         while (job := store.claim(name)) is not None:
             with lock:
                 claims.append((name, job["id"]))
+            time.sleep(0.002)  # a worker runs its job before claiming again: let the others in
 
     threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(n_workers)]
     for t in threads:
