@@ -65,6 +65,7 @@ def test_gradient_engine_refuses_numpy_with_a_clear_message(data_path) -> None:
                 "name": "g",
                 "backend": "numpy",
                 "raw_data": {"type": "manual", "path": str(data_path)},
+                "init": {"probe": {"type": "focused", "conv_angle": 20.0}},
                 "engines": [
                     {
                         "type": "gradient",
