@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phaser import __version__
 from phaser.server.hub import Hub
-from phaser.server.security import BodyLimitMiddleware, Forbidden, Roots, TokenMiddleware
+from phaser.server.security import BodyLimitMiddleware, Forbidden, Roots, TokenMiddleware, check_relative_name, file_in
 from phaser.server.store import FINAL_STATES, JobStore
 from phaser.server.submit import PlanProblems, check_submission
 
@@ -44,6 +44,7 @@ UPDATE_BODY_LIMIT = 4 * MiB
 WS_MESSAGE_CHARS = 4096  # what a browser may send on the job socket (it is read and ignored)
 MAX_LOG_LINES = 1000  # per worker POST
 MAX_LOG_LINE_CHARS = 2000
+MAX_OUTPUTS = 2000  # output files listed per job
 
 
 @dataclass
@@ -54,6 +55,7 @@ class ServerConfig:
     roots: list[Path]
     token: str | None = None
     allow_custom_hooks: bool = False
+    out_dirs: list[Path] = field(default_factory=list)  # besides the roots: where outputs may be served from
     worker_timeout_s: float = 60.0
     requeue_every_s: float | None = None  # default: a quarter of the worker timeout, at most 5 s
     on_shutdown: Callable[[], None] | None = None
@@ -113,14 +115,24 @@ class Api:
 
     async def validate(self, request: Request) -> Response:
         sub = await self._check(request)
-        return JSONResponse({"valid": True, "plans": [{"name": n} for n in sub.names], "niter": sub.niter})
+        reply = {"valid": True, "kind": sub.kind, "plans": [{"name": n} for n in sub.names], "niter": sub.niter}
+        if sub.kind == "study":
+            reply["study"] = sub.info
+        return JSONResponse(reply)
 
     async def submit(self, request: Request) -> Response:
         sub = await self._check(request)
         job = await run_in_threadpool(
-            self.store.submit, sub.name, sub.plan_yaml, str(sub.base_dir), sub.niter, sub.allow_hooks
+            self.store.submit,
+            sub.name,
+            sub.plan_yaml,
+            str(sub.base_dir),
+            sub.niter,
+            sub.allow_hooks,
+            sub.kind,
+            sub.info,
         )
-        return JSONResponse({"id": job["id"], "state": job["state"], "name": job["name"]}, 201)
+        return JSONResponse({"id": job["id"], "state": job["state"], "name": job["name"], "kind": job["kind"]}, 201)
 
     async def list_jobs(self, request: Request) -> Response:
         return JSONResponse({"jobs": await run_in_threadpool(self.store.list)})
@@ -181,6 +193,46 @@ class Api:
                 continue  # a symbolic link out of the root is not shown
             entries.append({"name": child.name, "is_dir": resolved.is_dir()})
         return entries
+
+    def _served_folder(self, out_dir: str | None) -> Path | None:
+        """The job's output folder when this server may read it (inside a root or an ``out_dirs``
+        folder, e.g. the local workers'); None otherwise (a remote worker's machine)."""
+        if not out_dir:
+            return None
+        folder = Path(out_dir).resolve()
+        allowed = [*self.roots.roots, *(Path(d).resolve() for d in self.config.out_dirs)]
+        if not any(folder.is_relative_to(a) for a in allowed) or not folder.is_dir():
+            return None
+        return folder
+
+    async def outputs(self, request: Request) -> Response:
+        job_id = _job_id(request)
+        found = await run_in_threadpool(self.store.outputs, job_id)
+        if found is None:
+            raise HTTPException(404, "no such job")
+        out_dir, reported = found
+        folder = await run_in_threadpool(self._served_folder, out_dir)
+        if folder is None:
+            files = [{"name": name} for name in reported[:MAX_OUTPUTS]]
+            why = "the outputs are on the worker's machine, not readable here" if out_dir else "no output folder yet"
+            return JSONResponse({"out_dir": out_dir, "downloadable": False, "reason": why, "files": files})
+        files = await run_in_threadpool(_list_files, folder)
+        return JSONResponse({"out_dir": out_dir, "downloadable": True, "files": files})
+
+    async def output_file(self, request: Request) -> Response:
+        job_id = _job_id(request)
+        found = await run_in_threadpool(self.store.outputs, job_id)
+        if found is None:
+            raise HTTPException(404, "no such job")
+        check_relative_name(request.path_params["name"])  # 403 for a name climbing out, wherever the outputs are
+        folder = await run_in_threadpool(self._served_folder, found[0])
+        if folder is None:
+            raise Forbidden(f"the outputs of job {job_id} are not readable by this server (on the worker's machine)")
+        path = file_in(folder, request.path_params["name"])
+        if not path.is_file():
+            raise HTTPException(404, f"{request.path_params['name']!r}: no such output file")
+        disposition = "inline" if _inline(path) else "attachment"
+        return FileResponse(path, filename=path.name, content_disposition_type=disposition)
 
     async def shutdown(self, request: Request) -> Response:
         if self.config.token is None:
@@ -251,10 +303,16 @@ class Api:
         body = await _json_body(request)
         if not isinstance(body, dict) or body.get("state") not in (*FINAL_STATES, "queued"):
             raise HTTPException(400, f"state: one of {', '.join(FINAL_STATES)} (or queued to hand the job back)")
-        reason, out_dir = body.get("reason"), body.get("out_dir")
+        reason, out_dir, outputs = body.get("reason"), body.get("out_dir"), body.get("outputs")
         reason = None if reason is None else str(reason)[:MAX_LOG_LINE_CHARS]
         out_dir = None if out_dir is None else str(out_dir)[:MAX_LOG_LINE_CHARS]
-        job = await run_in_threadpool(self.store.finish, job_id, body["state"], reason, out_dir, body.get("worker"))
+        if outputs is not None:
+            if not isinstance(outputs, list):
+                raise HTTPException(400, "outputs: expected a list of file names relative to out_dir")
+            outputs = [str(name)[:MAX_LOG_LINE_CHARS] for name in outputs[:MAX_OUTPUTS]]
+        job = await run_in_threadpool(
+            self.store.finish, job_id, body["state"], reason, out_dir, body.get("worker"), outputs
+        )
         if job is None:
             raise HTTPException(409, "the job is not running on this worker (requeued, cancelled or deleted)")
         self._publish_job(job)
@@ -316,6 +374,25 @@ class Api:
                 self._publish_job(job)
 
 
+INLINE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".txt", ".log", ".yaml", ".yml", ".json")
+
+
+def _inline(path: Path) -> bool:
+    return path.suffix.lower() in INLINE_SUFFIXES and path.suffix.lower() != ".svg"  # an SVG may hold script
+
+
+def _list_files(folder: Path) -> list[dict]:
+    """Files under ``folder`` (recursively, not through links out of it), names relative to it."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if len(files) >= MAX_OUTPUTS:
+            break
+        resolved = path.resolve()
+        if resolved.is_file() and resolved.is_relative_to(folder):
+            files.append({"name": path.relative_to(folder).as_posix(), "size": resolved.stat().st_size})
+    return files
+
+
 class _Problems(Exception):
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
@@ -365,6 +442,8 @@ def create_app(config: ServerConfig, store: JobStore | None = None) -> Starlette
         Route(f"{job}/heartbeat", api.heartbeat, methods=["POST"]),
         Route(f"{job}/update", api.update, methods=["POST"]),
         Route(f"{job}/finish", api.finish, methods=["POST"]),
+        Route(f"{job}/outputs", api.outputs, methods=["GET"]),
+        Route(f"{job}/outputs/{{name:path}}", api.output_file, methods=["GET"]),
         Route("/api/files", api.files),
         Route("/api/workers/claim", api.claim, methods=["POST"]),
         Route("/api/shutdown", api.shutdown, methods=["POST"]),

@@ -140,6 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
         token=token,
         allow_custom_hooks=args.allow_custom_hooks,
         worker_timeout_s=args.worker_timeout,
+        out_dirs=[Path(args.out_dir).resolve()],
     )
     url_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     locals_ = LocalWorkers(args.workers, f"http://{url_host}:{args.port}", token, Path(args.out_dir).resolve())

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PUBLIC_PREFIXES = ("/static/",)  # the page's own files hold no data: a browser fetches them without a token
-WS_CLOSE_UNAUTHORISED = 4401
+WS_CLOSE_FORBIDDEN = 4403  # a WebSocket refused for its token (HTTP: 403 with the reason)
 
 
 def is_loopback(host: str) -> bool:
@@ -39,15 +39,14 @@ def _token_matches(given: str | None, token: str) -> bool:
 async def _send_json(send: Any, status: int, content: dict) -> None:
     body = json.dumps(content).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class TokenMiddleware:
     """Every request needs ``Authorization: Bearer <token>`` (WebSocket: ``?token=``) when a
-    token is set, except the page itself (``GET /``, ``/static/...``)."""
+    token is set, except the page itself (``GET /``, ``/static/...``). A refusal is a 403 with the
+    reason (missing or wrong token); a refused WebSocket is closed with code 4403 and the reason."""
 
     def __init__(self, app: Any, token: str | None):
         self.app = app
@@ -62,17 +61,17 @@ class TokenMiddleware:
                 return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
-            if not _token_matches((query.get("token") or [None])[0], self.token):
-                await send(
-                    {"type": "websocket.close", "code": WS_CLOSE_UNAUTHORISED, "reason": "missing or wrong token"}
-                )
+            given = (query.get("token") or [None])[0]
+            if not _token_matches(given, self.token):
+                reason = ("missing token" if not given else "wrong token") + ": add ?token=<token>"
+                await send({"type": "websocket.close", "code": WS_CLOSE_FORBIDDEN, "reason": reason})
                 return
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers", []))
         scheme, _, given = headers.get(b"authorization", b"").decode(errors="replace").partition(" ")
         if scheme.lower() != "bearer" or not _token_matches(given.strip(), self.token):
             reason = "missing token" if not given else "wrong token"
-            return await _send_json(send, 401, {"reason": f"{reason}: send the header `Authorization: Bearer <token>`"})
+            return await _send_json(send, 403, {"reason": f"{reason}: send the header `Authorization: Bearer <token>`"})
         return await self.app(scope, receive, send)
 
 
@@ -170,3 +169,26 @@ class Roots:
         resolved = (base / expanded).resolve()
         if not self.contains(resolved):
             raise Forbidden(f"{field}: {value!r} is outside the server's root folder(s)")
+
+
+def check_relative_name(name: str) -> PurePosixPath:
+    """``name`` as a relative path; :class:`Forbidden` when it is absolute or climbs with ``..``."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise Forbidden("a file name is needed (no NUL characters)")
+    parts = PurePosixPath(name.replace("\\", "/"))
+    if parts.is_absolute() or name.startswith("~") or (len(name) > 1 and name[1] == ":"):
+        raise Forbidden(f"{name!r}: give a name relative to the job's output folder")
+    if ".." in parts.parts:
+        raise Forbidden(f"{name!r}: '..' is not allowed in output names")
+    return parts
+
+
+def file_in(folder: Path, name: str) -> Path:
+    """``name`` (relative, ``/``-separated) resolved inside ``folder``; :class:`Forbidden` when it is
+    absolute, climbs with ``..`` or resolves (through a symbolic link) outside ``folder``."""
+    parts = check_relative_name(name)
+    folder = folder.resolve()
+    path = (folder / parts).resolve()
+    if not path.is_relative_to(folder):
+        raise Forbidden(f"{name!r} resolves outside the job's output folder (through a symbolic link)")
+    return path

@@ -45,6 +45,8 @@ jobs = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(200), nullable=False),
+    Column("kind", String(16)),  # "plan" (also when NULL) or "study" (a phaser-opt study file)
+    Column("info", Text),  # JSON: what the page shows of a study (its file, storage, dashboard command)
     Column("state", String(16), nullable=False, index=True),
     Column("plan_yaml", Text, nullable=False),
     Column("base_dir", Text, nullable=False),
@@ -58,6 +60,7 @@ jobs = Table(
     Column("niter", Integer),
     Column("error", Float),
     Column("out_dir", Text),
+    Column("outputs", Text),  # JSON list of the files the worker wrote, relative to out_dir
     Column("reason", Text),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("claims", Integer, nullable=False, default=0),
@@ -70,7 +73,7 @@ logs = Table(
     Column("line", Text, nullable=False),
 )
 PUBLIC_FIELDS = (
-    "id", "name", "state", "created", "started", "finished", "worker",
+    "id", "name", "kind", "state", "created", "started", "finished", "worker",
     "iteration", "niter", "error", "out_dir", "reason",
 )  # fmt: skip
 
@@ -94,6 +97,8 @@ def _finite(value: Any) -> Any:
 def job_dict(row: Any, with_plan: bool = False) -> dict[str, Any]:
     """The JSON form of a job row (non-finite errors as null)."""
     out = {key: _finite(row._mapping[key]) for key in PUBLIC_FIELDS}
+    out["kind"] = out["kind"] or "plan"
+    out["info"] = json.loads(row.info) if row.info else {}
     if with_plan:
         out["plan_yaml"] = row.plan_yaml
     return out
@@ -129,10 +134,23 @@ def open_engine(url: str) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         metadata.create_all(engine)
+        _add_missing_columns(engine)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear start-up message
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreError(f"cannot open the job database {masked_url(url)}: {reason}") from exc
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added since a database was created (nullable ones), so an older job file still opens."""
+    from sqlalchemy import inspect
+
+    present = {column["name"] for column in inspect(engine).get_columns(jobs.name)}
+    with engine.begin() as conn:
+        for column in jobs.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {jobs.name} ADD COLUMN {column.name} {kind}")
 
 
 class JobStore:
@@ -152,12 +170,23 @@ class JobStore:
         self.engine.dispose()
 
     # -- clients ---------------------------------------------------------------------------------
-    def submit(self, name: str, plan_yaml: str, base_dir: str, niter: int, allow_hooks: list[str] = ()) -> dict:
-        """Queue a job; returns its dict."""
+    def submit(
+        self,
+        name: str,
+        plan_yaml: str,
+        base_dir: str,
+        niter: int,
+        allow_hooks: list[str] = (),
+        kind: str = "plan",
+        info: dict | None = None,
+    ) -> dict:
+        """Queue a job (a plan, or ``kind="study"``: a phaser-opt study file's text); returns its dict."""
         with self._tx() as conn:
             result = conn.execute(
                 jobs.insert().values(
                     name=name[:200],
+                    kind=kind,
+                    info=json.dumps(info or {}),
                     state="queued",
                     plan_yaml=plan_yaml,
                     base_dir=base_dir,
@@ -181,6 +210,14 @@ class JobStore:
         with self._tx() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
             return None if row is None else job_dict(row, with_plan)
+
+    def outputs(self, job_id: int) -> tuple[str | None, list[str]] | None:
+        """The job's output folder and the files its worker reported there; None when unknown."""
+        with self._tx() as conn:
+            row = conn.execute(select(jobs.c.out_dir, jobs.c.outputs).where(jobs.c.id == job_id)).one_or_none()
+        if row is None:
+            return None
+        return row.out_dir, json.loads(row.outputs or "[]")
 
     def cancel(self, job_id: int) -> dict | None:
         """A queued job becomes cancelled; a running one is flagged for its worker. None: unknown."""
@@ -256,6 +293,8 @@ class JobStore:
                     "plan_yaml": row.plan_yaml,
                     "base_dir": row.base_dir,
                     "allow_hooks": json.loads(row.allow_hooks or "[]"),
+                    "kind": row.kind or "plan",
+                    "info": json.loads(row.info) if row.info else {},
                 }
 
     def _owned(self, conn: Connection, job_id: int, worker: str | None) -> Any:
@@ -290,7 +329,13 @@ class JobStore:
             return True
 
     def finish(
-        self, job_id: int, state: str, reason: str | None, out_dir: str | None, worker: str | None = None
+        self,
+        job_id: int,
+        state: str,
+        reason: str | None,
+        out_dir: str | None,
+        worker: str | None = None,
+        outputs: list[str] | None = None,
     ) -> dict | None:
         """End a running job as ``state`` (done, failed, cancelled; ``queued`` hands it back).
 
@@ -303,6 +348,8 @@ class JobStore:
             values: dict[str, Any] = {"state": state, "reason": reason, "cancel_requested": False}
             if out_dir:
                 values["out_dir"] = out_dir
+            if outputs is not None:
+                values["outputs"] = json.dumps(list(outputs))
             if state == "queued":
                 values.update(worker=None, started=None, heartbeat=None, iteration=0)
             else:

@@ -39,6 +39,8 @@ class Submission:
     names: list[str]
     niter: int
     allow_hooks: list[str] = field(default_factory=list)
+    kind: str = "plan"  # or "study": a phaser-opt study file (see phaser.server.studies)
+    info: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -78,7 +80,8 @@ def _data_paths(value: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
-def _documents(body: Any, roots: Roots, max_chars: int) -> tuple[str, Path, list[Any]]:
+def _text(body: Any, roots: Roots, max_chars: int) -> tuple[str, Path | None, Path]:
+    """The submitted text, the file it came from (None when sent as text) and its folder."""
     if not isinstance(body, dict) or (("plan_yaml" in body) == ("path" in body)):
         raise PlanProblems([("", "send a JSON object with either `plan_yaml` (the plan text) or `path`")])
     try:
@@ -88,24 +91,38 @@ def _documents(body: Any, roots: Roots, max_chars: int) -> tuple[str, Path, list
                 raise PlanProblems([("path", f"{body['path']!r} is not a file")])
             if file.stat().st_size > MAX_FILE_BYTES:
                 raise PlanProblems([("path", f"larger than a plan can be ({MAX_FILE_BYTES} bytes)")])
-            text = decode_plan_bytes(file.read_bytes())
-            docs = read_json_documents(text) if file.suffix.lower() == ".json" else read_yaml_documents(text)
-            return text, file.parent, docs
+            return decode_plan_bytes(file.read_bytes()), file, file.parent
         text = body["plan_yaml"]
         if not isinstance(text, str):
             raise PlanProblems([("plan_yaml", "expected the plan text as a string")])
         if len(text) > max_chars:
             raise PlanProblems([("plan_yaml", f"longer than {max_chars} characters")])
-        return text, roots.first, read_yaml_documents(text)
+        return text, None, roots.first
+    except ReadError as exc:
+        raise PlanProblems([("", str(exc))]) from None
+
+
+def _documents(text: str, file: Path | None) -> list[Any]:
+    try:
+        if file is not None and file.suffix.lower() == ".json":
+            return read_json_documents(text)
+        return read_yaml_documents(text)
     except ReadError as exc:
         raise PlanProblems([("", str(exc))]) from None
 
 
 def check_submission(body: Any, roots: Roots, allow_custom_hooks: bool = False, max_chars: int = 2**21) -> Submission:
-    """The checked plan(s) of a request body; raises :class:`Forbidden` (403) or :class:`PlanProblems` (422)."""
+    """The checked plan(s) of a request body, or the checked study (see :mod:`phaser.server.studies`);
+    raises :class:`Forbidden` (403) or :class:`PlanProblems` (422)."""
     from phaser.plan import PlanError, validate_plan
 
-    text, base, docs = _documents(body, roots, max_chars)
+    text, file, base = _text(body, roots, max_chars)
+    from phaser.server.studies import check_study, study_tree
+
+    tree = study_tree(text)
+    if tree is not None:
+        return check_study(text, tree, file, base, roots, allow_custom_hooks)
+    docs = _documents(text, file)
     if not docs:
         raise PlanProblems([("", "the text holds no plan")])
     prefix = (lambda i: f"document {i + 1}: ") if len(docs) > 1 else (lambda i: "")

@@ -2,10 +2,11 @@
 
 The whole worker interface is five calls (so a batch-system worker can reuse it): ``claim``,
 ``heartbeat`` (answers whether to stop), ``update`` (progress and previews), ``log`` and
-``finish``. A heartbeat thread keeps the job alive while an iteration or a compile takes long;
-the observer sends progress at most :data:`UPDATES_PER_S` times a second and stops the run when
-the server asks. A failure ends the job as ``failed`` with its one-line reason; a worker stopped
-by Ctrl-C or SIGTERM hands its job back to the queue.
+``finish`` (with the output folder and the files written there). A heartbeat thread keeps the
+job alive while an iteration or a compile takes long; the observer sends progress at most
+:data:`UPDATES_PER_S` times a second and stops the run when the server asks. A failure ends the
+job as ``failed`` with its one-line reason; a worker stopped by Ctrl-C or SIGTERM hands its job
+back to the queue.
 """
 
 from __future__ import annotations
@@ -143,10 +144,15 @@ class JobLink:
         except OSError as exc:
             logger.warning("job %d: update failed: %s", self.job_id, exc)
 
-    def finish(self, state: str, reason: str | None, out_dir: str | None, attempts: int = 8) -> bool:
-        """Report the end; retried with backoff while the server is unreachable."""
+    def finish(
+        self, state: str, reason: str | None, out_dir: str | None, attempts: int = 8, outputs: list[str] | None = None
+    ) -> bool:
+        """Report the end (with the files written under ``out_dir``); retried with backoff while the
+        server is unreachable."""
         self.flush_log()
         body = {"state": state, "reason": reason, "out_dir": out_dir, "worker": self.worker}
+        if outputs is not None:
+            body["outputs"] = outputs
         for attempt in range(attempts):
             try:
                 self.client.post(self._path("finish"), body)
@@ -237,20 +243,38 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:500]
 
 
+MAX_OUTPUTS = 2000
+
+
+def output_files(out_dir: str | None) -> list[str] | None:
+    """The files under ``out_dir`` (relative ``/``-separated names, at most :data:`MAX_OUTPUTS`); None without one."""
+    if not out_dir or not Path(out_dir).is_dir():
+        return None
+    folder = Path(out_dir)
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return names[:MAX_OUTPUTS]
+
+
 def run_job(link: JobLink, job: dict, out_root: Path) -> tuple[str, str | None, str | None]:
-    """Run a claimed job's plan(s); returns ``(state, reason, out_dir)``."""
+    """Run a claimed job's plan(s), or its study's trials; returns ``(state, reason, out_dir)``."""
     from phaser.output import OutputObserver
     from phaser.plan import PlanError, validate_plan
     from phaser.plan.read import read_yaml_documents
     from phaser.run import run_plan
 
     out_dir = out_root / f"job-{job['id']}"
+    if job.get("kind") == "study":
+        out_dir = None
     phaser_logger = logging.getLogger("phaser")
     handler = LogForwarder(link)
     phaser_logger.addHandler(handler)
     previous_level = phaser_logger.level
     phaser_logger.setLevel(min(previous_level or logging.INFO, logging.INFO))
     try:
+        if out_dir is None:
+            from phaser.server.studies import run_study_job
+
+            return run_study_job(link, job, JobCancelled)
         docs = read_yaml_documents(job["plan_yaml"])
         base = Path(job.get("base_dir") or ".")
         allow = job.get("allow_hooks", [])
@@ -266,7 +290,7 @@ def run_job(link: JobLink, job: dict, out_root: Path) -> tuple[str, str | None, 
         return "done", None, str(out_dir)
     except JobCancelled:
         link.log("stopped: cancelled")
-        return "cancelled", "cancelled", str(out_dir) if out_dir.exists() else None
+        return "cancelled", "cancelled", str(out_dir) if out_dir and out_dir.exists() else None
     except PlanError as exc:
         for line in str(exc).splitlines():
             link.log(line)
@@ -274,7 +298,7 @@ def run_job(link: JobLink, job: dict, out_root: Path) -> tuple[str, str | None, 
     except Exception as exc:  # noqa: BLE001 - any failure ends the job, never the worker
         for line in traceback.format_exc().splitlines()[-30:]:
             link.log(line)
-        return "failed", _one_line(exc), str(out_dir) if out_dir.exists() else None
+        return "failed", _one_line(exc), str(out_dir) if out_dir and out_dir.exists() else None
     finally:
         phaser_logger.removeHandler(handler)
         phaser_logger.setLevel(previous_level)
@@ -312,7 +336,7 @@ class Worker:
             except KeyboardInterrupt:
                 link.finish("queued", f"worker {self.name} was stopped", None)
                 raise
-            link.finish(state, reason, out_dir)
+            link.finish(state, reason, out_dir, outputs=output_files(out_dir))
         self.jobs_run += 1
         logger.info("job %d: %s%s", job["id"], state, f" ({reason})" if reason else "")
         return state
@@ -327,7 +351,7 @@ class Worker:
             except (ServerError, OSError) as exc:
                 failures += 1
                 logger.warning("claim failed: %s", exc)
-                if isinstance(exc, ServerError) and exc.status in (401, 403):
+                if isinstance(exc, ServerError) and exc.status == 403:
                     return 2
                 job = None
             if job is not None:

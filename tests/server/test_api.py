@@ -114,11 +114,11 @@ def test_the_job_is_lost_worker_requeued_by_the_background_task(make_client) -> 
 
 def test_a_configured_token_is_required_for_every_api_request(make_client) -> None:
     client = make_client(token=TOKEN)
-    assert client.get("/api/jobs").status_code == 401
-    assert "missing token" in client.get("/api/jobs").json()["reason"]
+    missing = client.get("/api/jobs")
+    assert missing.status_code == 403 and missing.json()["reason"].startswith("missing token")
     wrong = client.get("/api/jobs", headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401 and "wrong token" in wrong.json()["reason"]
-    assert client.post("/api/workers/claim", json={"worker": "w"}).status_code == 401
+    assert wrong.status_code == 403 and wrong.json()["reason"].startswith("wrong token")
+    assert client.post("/api/workers/claim", json={"worker": "w"}).status_code == 403
     assert client.get("/api/jobs", headers=AUTH).status_code == 200
     assert client.post("/api/workers/claim", json={"worker": "w"}, headers=AUTH).status_code == 204
 
@@ -128,11 +128,11 @@ def test_the_websocket_needs_the_token_too(make_client) -> None:
 
     client = make_client(token=TOKEN)
     job_id = client.post("/api/jobs", json={"plan_yaml": tiny_plan()}, headers=AUTH).json()["id"]
-    for query in ("", "?token=nope"):
+    for query, reason in (("", "missing token"), ("?token=nope", "wrong token")):
         with pytest.raises(WebSocketDisconnect) as refused:
             with client.websocket_connect(f"/ws/jobs/{job_id}{query}") as ws:
                 ws.receive_json()
-        assert refused.value.code == 4401
+        assert refused.value.code == 4403 and refused.value.reason.startswith(reason)
     with client.websocket_connect(f"/ws/jobs/{job_id}?token={TOKEN}") as ws:
         assert ws.receive_json()["type"] == "job"
 
@@ -143,7 +143,7 @@ def test_shutdown_always_needs_a_token(make_client) -> None:
     refused = open_client.post("/api/shutdown")
     assert refused.status_code == 403 and "--token" in refused.json()["reason"]
     client = make_client(token=TOKEN, on_shutdown=lambda: stopped.append(2))
-    assert client.post("/api/shutdown").status_code == 401
+    assert client.post("/api/shutdown").status_code == 403
     assert client.post("/api/shutdown", headers=AUTH).status_code == 202
 
 
@@ -235,3 +235,43 @@ def test_a_body_without_a_content_length_is_cut_at_the_limit(make_client) -> Non
 
     reply = make_client().post("/api/validate", content=chunks())
     assert reply.status_code == 413
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+
+def test_outputs_on_a_remote_worker_are_listed_as_reported_but_not_served(make_client, tmp_path: Path) -> None:
+    client = make_client()
+    job_id = client.post("/api/jobs", json={"plan_yaml": tiny_plan()}).json()["id"]
+    assert client.get(f"/api/jobs/{job_id}/outputs").json()["files"] == []
+    client.post("/api/workers/claim", json={"worker": "far"})
+    far = tmp_path / "far" / "job-1"  # exists here, but outside the root and the local workers' folder
+    far.mkdir(parents=True)
+    (far / "final.h5").write_bytes(b"x")
+    body = {"state": "done", "out_dir": str(far), "outputs": ["final.h5", "probe.png"], "worker": "far"}
+    assert client.post(f"/api/jobs/{job_id}/finish", json=body).status_code == 200
+    listing = client.get(f"/api/jobs/{job_id}/outputs").json()
+    assert listing["downloadable"] is False and [f["name"] for f in listing["files"]] == ["final.h5", "probe.png"]
+    refused = client.get(f"/api/jobs/{job_id}/outputs/final.h5")
+    assert refused.status_code == 403 and "not readable by this server" in refused.json()["reason"]
+    assert client.get(f"/api/jobs/{job_id}/outputs/..%2F..%2Fjobs.db").status_code == 403
+    assert client.get("/api/jobs/999/outputs").status_code == 404
+
+
+def test_outputs_under_a_served_folder_download_but_links_out_of_it_do_not(make_client, tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    client = make_client(out_dirs=[served])
+    job_id = client.post("/api/jobs", json={"plan_yaml": tiny_plan()}).json()["id"]
+    client.post("/api/workers/claim", json={"worker": "local"})
+    out = served / f"job-{job_id}"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "a.txt").write_text("inside")
+    (tmp_path / "outside.txt").write_text("outside")
+    (out / "link.txt").symlink_to(tmp_path / "outside.txt")
+    client.post(f"/api/jobs/{job_id}/finish", json={"state": "done", "out_dir": str(out), "worker": "local"})
+    listing = client.get(f"/api/jobs/{job_id}/outputs").json()
+    assert listing["downloadable"] is True and listing["files"] == [{"name": "sub/a.txt", "size": 6}]
+    assert client.get(f"/api/jobs/{job_id}/outputs/sub/a.txt").text == "inside"
+    escaped = client.get(f"/api/jobs/{job_id}/outputs/link.txt")
+    assert escaped.status_code == 403 and "symbolic link" in escaped.json()["reason"]
+    assert client.get(f"/api/jobs/{job_id}/outputs/sub/none.txt").status_code == 404

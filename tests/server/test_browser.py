@@ -4,7 +4,8 @@ One test walks a user's path: open the page with a token, paste a plan with a mi
 see the problem inline with its field path, pick a plan from the server's root, upload one whose
 data path leaves the root and see the refusal, paste a valid plan, submit it, watch the live view
 (iteration counter, object phase and probe previews, error plot, log) while one local worker runs
-it, and see the job end ``done``. It saves the live view as a screenshot in the test's folder, and
+it, see the job end ``done`` and its outputs listed as links with thumbnails of its figures. It
+saves the live view as a screenshot in the test's folder, and
 to ``docs/serve/live_view.png`` when ``PHASER_UPDATE_SCREENSHOTS=1``.
 """
 
@@ -53,6 +54,7 @@ engines:
     object: {{type: adam, learning_rate: 0.05}}
     probe: {{type: adam, learning_rate: 0.01}}
   update_probe: {{after: 5}}
+  save_options: {{images: [probe, object_phase_stack]}}
 """
 # the misspelt key the page must point at, with its field path
 BAD_PLAN = PLAN.replace(f"  niter: {NITER}", f"  niters: {NITER}")
@@ -196,6 +198,11 @@ def test_submit_and_watch_a_job(root: Path, server: LiveServer, browser: Any) ->
         assert width > 0, f"{image_id} shows no image"
     plot_points = browser.execute_script("return document.getElementById('error-plot').getAttribute('aria-label')")
     assert f"{NITER} points" in plot_points
+    # the finished job's outputs are links, its PNG figures thumbnails (fetched with the token)
+    wait.until(lambda d: d.find_elements("xpath", "//ul[@id='output-entries']//a[text()='final.h5']"))
+    wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#output-thumbs img')].some((i) => i.naturalWidth > 0)"
+    ))  # fmt: skip
     row = browser.find_element("css selector", "#jobs-body tr")
     assert "browser_live_view" in row.text and "done" in row.text
 
@@ -213,3 +220,47 @@ def test_submit_and_watch_a_job(root: Path, server: LiveServer, browser: Any) ->
     )
     assert browser.save_screenshot(str(screenshot))
     assert time.monotonic() - started < WAIT_S * 2
+
+
+def test_the_live_view_shows_a_study_and_a_multislice_job(tmp_path: Path, dataset_root: Path, browser: Any) -> None:
+    """Updates posted as a worker would: a study's progress and dashboard command; a job's slices."""
+    import httpx
+    import numpy as np
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from phaser.server.app import ServerConfig
+    from phaser.server.previews import state_previews
+    from tests.phaser_opt.conftest import write_study
+    from tests.server.conftest import AUTH, tiny_plan
+
+    folder = tmp_path / "root"
+    write_study(folder / "study", dataset_root / "data.h5", n_trials=2)
+    (folder / "data.h5").symlink_to(dataset_root / "data.h5")
+    config = ServerConfig(db_url=f"sqlite:///{tmp_path / 'jobs.db'}", roots=[folder, dataset_root], token=TOKEN)
+    with LiveServer(config) as live:
+        post = lambda path, body: httpx.post(f"{live.url}{path}", json=body, headers=AUTH)  # noqa: E731
+        study_id = post("/api/jobs", {"path": "study/study.yaml"}).json()["id"]
+        post("/api/workers/claim", {"worker": "w"})
+        update = {"kind": "study", "iteration": 1, "niter": 2, "errors": [[0, 0.5]], "best": 0.5, "best_trial": 0}
+        post(f"/api/jobs/{study_id}/update", {**update, "trial": 0, "value": 0.5, "error": 0.5, "worker": "w"})
+        slices = np.exp(1j * np.stack([np.full((24, 24), k, dtype=float) for k in range(3)]))
+        plan_id = post("/api/jobs", {"plan_yaml": tiny_plan()}).json()["id"]
+        post("/api/workers/claim", {"worker": "w"})
+        previews = state_previews(slices, np.ones((2, 16, 16), dtype=complex))
+        post(f"/api/jobs/{plan_id}/update", {"iteration": 1, "niter": 3, "errors": [1.0], "worker": "w", **previews})
+
+        wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.1)
+        browser.get(f"{live.url}/?token={TOKEN}#job={study_id}")
+        wait.until(lambda d: "trials 1 / 2 done" in text_of(d, "study-progress"))
+        assert "best 0.5 (trial 0)" in text_of(browser, "study-best")
+        assert text_of(browser, "study-dashboard").startswith("phaser-opt dashboard ")
+        assert text_of(browser, "study-dashboard").endswith("study.yaml")
+        assert not browser.find_element("id", "live-images").is_displayed()
+        assert "1 / 2 trials" in browser.find_element("css selector", "#jobs-body").text
+
+        browser.find_element("xpath", "//tbody[@id='jobs-body']//button[text()='tiny']").click()
+        wait.until(lambda d: d.find_element("id", "img-slices").is_displayed())
+        assert "3 slices" in text_of(browser, "cap-slices") and "2 probe modes" in text_of(browser, "cap-probe")
+        assert not browser.find_element("id", "live-study").is_displayed()
+        width = browser.execute_script("return document.getElementById('img-slices').naturalWidth")
+        assert width == 3 * 24 + 2 * 2

@@ -42,7 +42,7 @@ def test_serve_with_local_workers_runs_a_job_and_stops_them_at_shutdown(tmp_path
                 return False
 
         wait_for(health, timeout_s=60, every_s=0.2)
-        assert httpx.get(f"{url}/api/health").status_code == 401
+        assert httpx.get(f"{url}/api/health").status_code == 403
         job_id = httpx.post(f"{url}/api/jobs", json={"plan_yaml": tiny_plan()}, headers=AUTH).json()["id"]
         job = wait_for(
             lambda: (j := httpx.get(f"{url}/api/jobs/{job_id}", headers=AUTH).json())["state"] == "done" and j,

@@ -26,7 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def live(tmp_path: Path, dataset_root: Path):
     config = ServerConfig(
-        db_url=f"sqlite:///{tmp_path / 'jobs.db'}", roots=[dataset_root], token=TOKEN, worker_timeout_s=30
+        db_url=f"sqlite:///{tmp_path / 'jobs.db'}",
+        roots=[dataset_root],
+        token=TOKEN,
+        worker_timeout_s=30,
+        out_dirs=[tmp_path / "worker_out"],  # the workers' outputs here may be downloaded
     )
     with LiveServer(config) as server:
         yield server
@@ -76,11 +80,28 @@ def test_a_plan_submitted_over_http_runs_on_a_worker_process_and_leaves_its_outp
     out_dir = Path(job["out_dir"])
     assert out_dir.is_relative_to(out) and (out_dir / "final.h5").is_file() and (out_dir / "plan.yaml").is_file()
     assert any(out_dir.glob("probe*.png"))
+    # the outputs are listed (as the worker reported them) and each downloads, token required
+    outputs = httpx.get(f"{live.url}/api/jobs/{job_id}/outputs", headers=AUTH).json()
+    names = {f["name"] for f in outputs["files"]}
+    assert outputs["downloadable"] and {"final.h5", "plan.yaml"} <= names
+    assert names == {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()}
+    png = next(n for n in names if n.endswith(".png"))
+    got = httpx.get(f"{live.url}/api/jobs/{job_id}/outputs/{png}", headers=AUTH)
+    assert got.status_code == 200 and got.content == (out_dir / png).read_bytes()
+    assert got.headers["content-type"] == "image/png"
+    assert httpx.get(f"{live.url}/api/jobs/{job_id}/outputs/{png}").status_code == 403
+    (tmp_path / "worker_out" / "secret.txt").write_text("not job 1's")
+    for name in ("..%2Fsecret.txt", "sub/..%2F..%2Fsecret.txt", "%2Fetc%2Fpasswd"):
+        refused = httpx.get(f"{live.url}/api/jobs/{job_id}/outputs/{name}", headers=AUTH)
+        assert refused.status_code == 403, (name, refused.text)
+        assert "not allowed" in refused.json()["reason"] or "relative" in refused.json()["reason"]
     listener.join(timeout=30)
     updates = [f for f in frames if f["type"] == "update"]
     assert updates and updates[-1]["iteration"] == 3 and len(updates[-1]["errors"]) == 3
     phase = Image.open(io.BytesIO(base64.b64decode(updates[-1]["object_phase_png"])))
     assert phase.mode == "L" and max(phase.size) <= 256 and np.ptp(np.asarray(phase)) > 0
+    probe = Image.open(io.BytesIO(base64.b64decode(updates[-1]["probe_png"])))
+    assert updates[-1]["nmodes"] == 1 and probe.size[0] <= 512 and "object_slices_png" not in updates[-1]
     log = httpx.get(f"{live.url}/api/jobs/{job_id}/log", headers=AUTH).json()["lines"]
     assert any("claimed by worker proc" in line for line in log) and any("done" in line for line in log)
 
@@ -114,7 +135,7 @@ def test_a_job_that_fails_on_the_worker_is_failed_with_its_reason_in_the_log(
 
 
 def test_shutdown_over_http_stops_the_server(live: LiveServer) -> None:
-    assert httpx.post(f"{live.url}/api/shutdown").status_code == 401
+    assert httpx.post(f"{live.url}/api/shutdown").status_code == 403
     assert httpx.post(f"{live.url}/api/shutdown", headers=AUTH).status_code == 202
     live.thread.join(timeout=15)
     assert not live.thread.is_alive()

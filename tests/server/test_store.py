@@ -142,3 +142,25 @@ def test_release_hands_a_stopped_local_workers_jobs_back(store: JobStore) -> Non
     store.claim("local-1")
     (released,) = store.release(["local-1"])
     assert released["state"] == "queued" and store.claim("other")["id"] == job_id
+
+
+def test_a_database_made_before_the_outputs_column_still_opens(tmp_path) -> None:
+    from sqlalchemy import create_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE phaser_jobs (id INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL, state VARCHAR(16) NOT NULL, "
+            "plan_yaml TEXT NOT NULL, base_dir TEXT NOT NULL, allow_hooks TEXT NOT NULL, created FLOAT NOT NULL, "
+            "started FLOAT, finished FLOAT, heartbeat FLOAT, worker VARCHAR(200), iteration INTEGER NOT NULL, "
+            "niter INTEGER, error FLOAT, out_dir TEXT, reason TEXT, cancel_requested BOOLEAN NOT NULL, "
+            "claims INTEGER NOT NULL)"
+        )
+    engine.dispose()
+    store = JobStore(url)
+    job_id = _submit(store)[0]
+    store.claim("w")
+    store.finish(job_id, "done", None, "/out", "w", outputs=["final.h5"])
+    assert store.outputs(job_id) == ("/out", ["final.h5"])
+    store.close()

@@ -5,9 +5,9 @@
 const REFRESH_MS = 2000;
 const SOCKET_RETRY_MS = 2000;
 const LOG_TAIL_LINES = 500;
-const PREVIEW_HEIGHT_PX = { object: 240, probe: 160, probeRecip: 160 };
+const PREVIEW_HEIGHT_PX = { object: 240, slices: 120, probe: 160, probeRecip: 160 };
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
-const SOCKET_CLOSE_UNAUTHORISED = 4401; // the server's close codes for a job socket
+const SOCKET_CLOSE_FORBIDDEN = 4403; // the server's close codes for a job socket
 const SOCKET_CLOSE_NO_JOB = 4404;
 
 // ---------------------------------------------------------------- job list
@@ -40,7 +40,7 @@ function fillRow(row, job) {
   button.textContent = job.name || `job ${job.id}`;
   button.setAttribute("aria-label", `watch ${job.name || "job"} (${job.state})`);
   stateBadge(cells[1].firstChild, job.state);
-  cells[2].textContent = progressText(job.iteration, job.niter);
+  cells[2].textContent = progressText(job.iteration, job.niter) + (job.kind === "study" ? " trials" : "");
   cells[3].textContent = formatTime(job.created);
   cells[4].textContent = job.worker ? String(job.worker) : "–";
   row.classList.toggle("selected", String(job.id) === live.id);
@@ -131,15 +131,22 @@ const live = {
   logBusy: false,
   logAgain: false,
   deleting: false,
+  outputsListed: null, // the job whose outputs are listed
+  objectUrls: [], // thumbnails' blob: URLs, revoked when the view changes
 };
 
 const PREVIEWS = [
   { key: "object_phase_png", img: "img-object", placeholder: "ph-object", label: "Summed object phase", height: PREVIEW_HEIGHT_PX.object },
+  { key: "object_slices_png", img: "img-slices", placeholder: "ph-slices", label: "Object phase of each slice", height: PREVIEW_HEIGHT_PX.slices },
   { key: "probe_png", img: "img-probe", placeholder: "ph-probe", label: "Probe modes in real space", height: PREVIEW_HEIGHT_PX.probe },
   { key: "probe_recip_png", img: "img-probe-recip", placeholder: "ph-probe-recip", label: "Probe modes in reciprocal space", height: PREVIEW_HEIGHT_PX.probeRecip },
 ];
 
 function resetLiveView() {
+  $("fig-slices").hidden = true;
+  applyStudy(null, null);
+  $("study-progress").textContent = "trials – / –";
+  $("study-best").textContent = "";
   live.errors = [];
   live.hasUpdate = false;
   live.logNext = 0;
@@ -152,7 +159,8 @@ function resetLiveView() {
   $("live-out-dir").textContent = "–";
   $("list-outputs").hidden = true;
   $("copy-out-dir").hidden = true;
-  $("output-entries").replaceChildren();
+  clearOutputs();
+  live.outputsListed = null;
   setMessage($("live-message"), "", "");
   for (const preview of PREVIEWS) {
     const img = $(preview.img);
@@ -199,10 +207,6 @@ async function selectJob(id) {
   fetchLog();
 }
 
-function isAbsolute(path) {
-  return path.startsWith("/") || path.startsWith("\\") || /^[A-Za-z]:/.test(path);
-}
-
 function applyJob(job) {
   if (String(job.id) !== live.id) return;
   live.job = Object.assign({}, live.job || {}, job);
@@ -211,16 +215,22 @@ function applyJob(job) {
   stateBadge($("live-state"), current.state);
   // once a worker's updates arrive they own the counter: the job list's copy of it can lag behind
   if (current.iteration !== undefined && current.iteration !== null && (!live.hasUpdate || current.state !== "running")) {
-    $("live-iteration").textContent = `iteration ${progressText(current.iteration, current.niter)}`;
+    const unit = current.kind === "study" ? "trial" : "iteration";
+    $("live-iteration").textContent = `${unit} ${progressText(current.iteration, current.niter)}`;
   }
+  applyStudy(current, null);
   const failure = [current.error, current.reason].filter((v) => typeof v === "string" && v).join(" — ");
   $("live-error").hidden = !failure;
   $("live-error").textContent = failure ? `${current.state === "failed" ? "failed" : "reason"}: ${failure}` : "";
   const terminal = TERMINAL.has(current.state);
   const outDir = current.out_dir ? String(current.out_dir) : "";
   $("live-out-dir").textContent = outDir || (terminal ? "none" : "reported when the job ends");
-  // the file picker takes paths relative to the root; an absolute folder can only be shown
-  $("list-outputs").hidden = !outDir || isAbsolute(outDir);
+  $("list-outputs").hidden = !outDir;
+  // a finished job's outputs are listed once, as links (and thumbnails of its PNG figures)
+  if (terminal && outDir && live.outputsListed !== live.id) {
+    live.outputsListed = live.id;
+    listOutputs();
+  }
   $("copy-out-dir").hidden = !outDir || !navigator.clipboard;
   $("cancel-button").disabled = terminal;
   $("delete-button").disabled = current.state === "running";
@@ -232,15 +242,32 @@ function applyJob(job) {
 
 function applyUpdate(update) {
   live.hasUpdate = true;
+  if (update.kind === "study") {
+    live.job = Object.assign({ kind: "study" }, live.job || {});
+    applyStudy(live.job, update);
+  }
   if (update.iteration !== undefined && update.iteration !== null) {
     const niter = update.niter ?? (live.job && live.job.niter);
-    $("live-iteration").textContent = `iteration ${progressText(update.iteration, niter)}`;
+    const unit = update.kind === "study" ? "trial" : "iteration";
+    $("live-iteration").textContent = `${unit} ${progressText(update.iteration, niter)}`;
     if (live.id !== null) {
       const job = jobs.byId.get(live.id);
       if (job && !TERMINAL.has(job.state)) upsertJob({ id: job.id, iteration: update.iteration, niter });
     }
   }
   $("live-engine").textContent = engineText(update);
+  // several slices: their phases side by side; several probe modes: side by side, mode 0 first
+  const nslices = Number(update.nslices);
+  if (Number.isFinite(nslices)) {
+    $("fig-slices").hidden = nslices < 2;
+    $("cap-slices").textContent = `Object phase of each of the ${nslices} slices (one scale)`;
+  }
+  const nmodes = Number(update.nmodes);
+  if (Number.isFinite(nmodes)) {
+    const modes = nmodes > 1 ? `${nmodes} probe modes (left to right)` : "Probe";
+    $("cap-probe").textContent = `${modes}, real space`;
+    $("cap-probe-recip").textContent = `${modes}, reciprocal space`;
+  }
   mergeErrors(update);
   for (const preview of PREVIEWS) {
     const data = update[preview.key];
@@ -269,8 +296,33 @@ function engineText(update) {
   return text;
 }
 
+function isStudy() {
+  return Boolean(live.job && live.job.kind === "study");
+}
+
 function redrawErrors() {
-  drawErrorPlot($("error-plot"), live.errors);
+  const labels = isStudy() ? { x: "trial", y: "objective" } : { x: "iteration", y: "error" };
+  drawErrorPlot($("error-plot"), live.errors, labels);
+}
+
+/** A study job: trials done / n_trials, the best value, the last trial, the dashboard command. */
+function applyStudy(job, update) {
+  const study = job && job.kind === "study";
+  $("live-study").hidden = !study;
+  $("live-images").hidden = study;
+  $("plot-caption").textContent = study ? "Objective value of each finished trial" : "Error against iteration";
+  if (!study) return;
+  const info = job.info || {};
+  $("study-dashboard").textContent = info.dashboard || "phaser-opt dashboard STUDY.yaml";
+  if (!update) return;
+  $("study-progress").textContent = `trials ${progressText(update.iteration, update.niter ?? info.n_trials)} done`;
+  const parts = [];
+  if (Number.isFinite(update.best)) parts.push(`best ${formatNumber(update.best)} (trial ${update.best_trial})`);
+  if (update.trial !== null && update.trial !== undefined) {
+    const value = Number.isFinite(update.value) ? formatNumber(update.value) : update.trial_state || "no value";
+    parts.push(`last: trial ${update.trial}, ${value}`);
+  }
+  $("study-best").textContent = parts.join(" · ") || "no finished trial yet";
 }
 
 /** Integer scale-up (crisp pixels) to about ``height`` pixels, narrower when the panel is. */
@@ -342,10 +394,12 @@ function openSocket(id) {
     if (live.socket !== socket) return;
     live.socket = null;
     const job = live.job || jobs.byId.get(id);
-    if (event.code === SOCKET_CLOSE_UNAUTHORISED || event.code === SOCKET_CLOSE_NO_JOB) {
-      // retrying cannot help: say why, the job list still refreshes
+    if (event.code === SOCKET_CLOSE_FORBIDDEN || event.code === SOCKET_CLOSE_NO_JOB) {
+      // retrying cannot help: say why (the server's reason), the job list still refreshes
       $("live-socket").textContent =
-        event.code === SOCKET_CLOSE_NO_JOB ? "· no such job" : "· live updates refused: open the page with ?token=…";
+        event.code === SOCKET_CLOSE_NO_JOB
+          ? "· no such job"
+          : `· live updates refused (${event.reason || "token"}): open the page with ?token=…`;
     } else if (live.id === id && !(job && TERMINAL.has(job.state))) {
       $("live-socket").textContent = "· reconnecting…";
       live.socketTimer = setTimeout(() => {
@@ -451,21 +505,108 @@ async function copyOutDir() {
   }
 }
 
-async function listOutputs() {
-  const list = $("output-entries");
-  const dir = live.job && live.job.out_dir ? String(live.job.out_dir) : "";
-  if (!dir) return;
-  list.replaceChildren(el("li", { text: "loading…" }));
-  try {
-    const listing = await listFiles(dir);
-    list.replaceChildren();
-    for (const entry of listing.entries || []) {
-      list.appendChild(el("li", { text: String(entry.name) + (entry.is_dir ? "/" : "") }));
+const MAX_THUMBNAILS = 12;
+
+function clearOutputs() {
+  for (const url of live.objectUrls || []) URL.revokeObjectURL(url);
+  live.objectUrls = [];
+  $("output-entries").replaceChildren();
+  $("output-thumbs").replaceChildren();
+}
+
+function outputPath(id, name) {
+  const encoded = String(name).split("/").map(encodeURIComponent).join("/");
+  return `/api/jobs/${encodeURIComponent(id)}/outputs/${encoded}`;
+}
+
+/** One output file as a Blob, fetched with the token (a plain link cannot send the header). */
+async function fetchOutput(id, name) {
+  const headers = {};
+  if (TOKEN) headers["Authorization"] = "Bearer " + TOKEN;
+  const response = await fetch(outputPath(id, name), { headers, cache: "no-store" });
+  if (!response.ok) {
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
     }
-    if (!(listing.entries || []).length) list.appendChild(el("li", { text: "(no files yet)" }));
-  } catch (err) {
-    list.replaceChildren(el("li", { text: "cannot list the outputs: " + err.message }));
+    throw new Error(reasonOf({ status: response.status, ok: false, data }));
   }
+  return response.blob();
+}
+
+async function saveOutput(id, name) {
+  try {
+    const url = URL.createObjectURL(await fetchOutput(id, name));
+    const link = el("a");
+    link.href = url;
+    link.download = String(name).split("/").pop();
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (err) {
+    setMessage($("live-message"), `cannot download ${name}: ${err.message}`, "bad");
+  }
+}
+
+async function showThumbnail(id, name) {
+  try {
+    const url = URL.createObjectURL(await fetchOutput(id, name));
+    if (live.id !== id) return URL.revokeObjectURL(url);
+    live.objectUrls.push(url);
+    const img = el("img");
+    img.src = url;
+    img.alt = String(name);
+    img.title = String(name);
+    img.loading = "lazy";
+    const figure = el("figure", { className: "thumb" }, [img, el("figcaption", { text: name })]);
+    $("output-thumbs").appendChild(figure);
+  } catch (err) {
+    // a thumbnail is a nicety: its link is still listed
+  }
+}
+
+async function listOutputs() {
+  const id = live.id;
+  if (id === null) return;
+  const list = $("output-entries");
+  list.replaceChildren(el("li", { text: "loading…" }));
+  const response = await api("GET", `/api/jobs/${encodeURIComponent(id)}/outputs`).catch((err) => ({
+    status: 0, ok: false, data: { reason: err.message },
+  }));
+  if (live.id !== id) return;
+  clearOutputs();
+  if (!response.ok || !response.data) {
+    list.appendChild(el("li", { text: "cannot list the outputs: " + reasonOf(response) }));
+    return;
+  }
+  const files = Array.isArray(response.data.files) ? response.data.files : [];
+  if (!response.data.downloadable && response.data.reason) {
+    list.appendChild(el("li", { className: "note", text: `(${response.data.reason})` }));
+  }
+  let thumbs = 0;
+  for (const file of files) {
+    const name = String(file.name);
+    const item = el("li");
+    if (response.data.downloadable) {
+      const link = el("a", { text: name });
+      link.href = outputPath(id, name);
+      link.addEventListener("click", (event) => {
+        if (!TOKEN) return; // the plain link works without a token
+        event.preventDefault();
+        saveOutput(id, name);
+      });
+      item.appendChild(link);
+      if (/\.png$/i.test(name) && thumbs < MAX_THUMBNAILS) {
+        thumbs += 1;
+        showThumbnail(id, name);
+      }
+    } else item.textContent = name;
+    list.appendChild(item);
+  }
+  if (!files.length) list.appendChild(el("li", { text: "(no files yet)" }));
 }
 
 // ---------------------------------------------------------------- start
@@ -486,6 +627,14 @@ function start() {
   $("delete-button").addEventListener("click", deleteJob);
   $("list-outputs").addEventListener("click", listOutputs);
   $("copy-out-dir").addEventListener("click", copyOutDir);
+  $("copy-dashboard").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("study-dashboard").textContent);
+      setMessage($("live-message"), "dashboard command copied", "good");
+    } catch (err) {
+      setMessage($("live-message"), "cannot copy here: select the command instead", "bad");
+    }
+  });
   window.addEventListener("resize", redrawErrors);
 
   redrawErrors();

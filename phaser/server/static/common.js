@@ -57,12 +57,22 @@ function socketUrl(jobId) {
   return url;
 }
 
+/** Whether a response is the server's refusal of a missing or wrong token (403 with that reason). */
+function isTokenRefusal(response) {
+  const reason = response.data && typeof response.data.reason === "string" ? response.data.reason : "";
+  return response.status === 403 && /^(missing|wrong) token/.test(reason);
+}
+
 /** The server's reason for a refusal, as one line of text. */
 function reasonOf(response) {
-  // a browser cannot send the header the server's 401 asks for: say how to give the page the token
-  if (response.status === 401 && TOKEN) return "the token is not accepted: open this page as /?token=<the server's token>";
-  if (response.status === 401) return "this server needs a token: open this page as /?token=<the server's token>";
   const data = response.data;
+  // a token refusal is a 403 whose reason starts "missing token" or "wrong token"; the page cannot
+  // send a header the user types: say how to give the page the token
+  if (isTokenRefusal(response)) {
+    return TOKEN
+      ? "the token is not accepted (wrong token): open this page as /?token=<the server's token>"
+      : "this server needs a token (missing token): open this page as /?token=<the server's token>";
+  }
   if (data && typeof data === "object") {
     for (const key of ["reason", "detail", "error", "message"]) {
       if (typeof data[key] === "string" && data[key]) return data[key];

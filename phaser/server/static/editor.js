@@ -84,10 +84,11 @@ async function validateNow() {
   if (response.ok && data.valid) {
     const names = (data.plans || []).map((plan) => plan && plan.name).filter(Boolean);
     const count = (data.plans || []).length;
-    let text = "valid";
+    const study = data.kind === "study";
+    let text = study ? "valid study" : "valid";
     if (count > 1) text += `: ${count} plans`;
     if (names.length) text += ` (${names.join(", ")})`;
-    if (Number.isFinite(data.niter)) text += `, ${data.niter} iterations`;
+    if (Number.isFinite(data.niter)) text += study ? `, ${data.niter} trials` : `, ${data.niter} iterations`;
     setValidationStatus(text, "good");
     showProblems([]);
     editor.valid = true;

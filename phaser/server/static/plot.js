@@ -17,8 +17,9 @@ function linearTicks(lo, hi, count) {
   return ticks;
 }
 
-/** Draw ``points`` ([iteration, error] pairs) on ``canvas``, sized for the screen's pixel ratio. */
-function drawErrorPlot(canvas, points) {
+/** Draw ``points`` ([iteration, error] pairs) on ``canvas``, sized for the screen's pixel ratio;
+ * ``labels`` names the axes (a study plots its objective value against the trial number). */
+function drawErrorPlot(canvas, points, labels = { x: "iteration", y: "error" }) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 640;
   const height = canvas.clientHeight || 240;
@@ -38,17 +39,17 @@ function drawErrorPlot(canvas, points) {
   // axis labels, always
   ctx.textAlign = "center";
   ctx.textBaseline = "alphabetic";
-  ctx.fillText("iteration", margin.left + plotW / 2, height - 6);
+  ctx.fillText(labels.x, margin.left + plotW / 2, height - 6);
   ctx.save();
   ctx.translate(14, margin.top + plotH / 2);
   ctx.rotate(-Math.PI / 2);
-  ctx.fillText(points.length && logScale(points) ? "error (log scale)" : "error", 0, 0);
+  ctx.fillText(points.length && logScale(points) ? `${labels.y} (log scale)` : labels.y, 0, 0);
   ctx.restore();
   ctx.strokeRect(margin.left, margin.top, plotW, plotH);
 
   if (!points.length) {
-    ctx.fillText("no error values yet", margin.left + plotW / 2, margin.top + plotH / 2);
-    canvas.setAttribute("aria-label", "Error against iteration: no values yet");
+    ctx.fillText(`no ${labels.y} values yet`, margin.left + plotW / 2, margin.top + plotH / 2);
+    canvas.setAttribute("aria-label", `${labels.y} against ${labels.x}: no values yet`);
     return;
   }
 
@@ -109,7 +110,7 @@ function drawErrorPlot(canvas, points) {
   ctx.fill();
   ctx.lineWidth = 1;
   canvas.setAttribute("aria-label",
-    `Error against iteration: ${points.length} points, latest ${formatNumber(lastY)} at iteration ${lastX}`);
+    `${labels.y} against ${labels.x}: ${points.length} points, latest ${formatNumber(lastY)} at ${labels.x} ${lastX}`);
 }
 
 function logScale(points) {
