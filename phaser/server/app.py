@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phaser import __version__
+from phaser.server.dashboards import Dashboards, dashboard_refusal
 from phaser.server.hub import Hub
 from phaser.server.security import BodyLimitMiddleware, Forbidden, Roots, TokenMiddleware, check_relative_name, file_in
 from phaser.server.store import FINAL_STATES, JobStore
@@ -57,6 +58,8 @@ class ServerConfig:
     allow_custom_hooks: bool = False
     out_dirs: list[Path] = field(default_factory=list)  # besides the roots: where outputs may be served from
     worker_timeout_s: float = 60.0
+    host: str = "127.0.0.1"  # the address the server binds (dashboards bind it too)
+    allow_open_dashboards: bool = False  # serve optuna-dashboards (no authentication) beyond loopback
     requeue_every_s: float | None = None  # default: a quarter of the worker timeout, at most 5 s
     on_shutdown: Callable[[], None] | None = None
     on_started: list[Callable[[], Any]] = field(default_factory=list)
@@ -93,6 +96,7 @@ class Api:
         self.store = store
         self.hub = Hub()
         self.roots = Roots(config.roots)
+        self.dashboards = Dashboards()
 
     # -- clients ---------------------------------------------------------------------------------
     async def page(self, request: Request) -> Response:
@@ -233,6 +237,34 @@ class Api:
             raise HTTPException(404, f"{request.path_params['name']!r}: no such output file")
         disposition = "inline" if _inline(path) else "attachment"
         return FileResponse(path, filename=path.name, content_disposition_type=disposition)
+
+    async def dashboard(self, request: Request) -> Response:
+        """Start (once) optuna-dashboard for a study job's storage; reply with its study page's URL."""
+        job = await run_in_threadpool(self.store.get, _job_id(request), True)
+        if job is None:
+            raise HTTPException(404, "no such job")
+        if job.get("kind") != "study":
+            raise HTTPException(409, "only a study job has a dashboard")
+        refused = dashboard_refusal(self.config.host, self.config.allow_open_dashboards)
+        if refused is not None:
+            raise Forbidden(refused)
+        try:
+            dashboard = await run_in_threadpool(self._start_dashboard, job)
+        except LookupError as exc:
+            raise HTTPException(409, str(exc.args[0])) from None
+        except ImportError as exc:
+            raise HTTPException(501, f"optuna-dashboard is not installed here ({exc})") from None
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):  # a wildcard: the name the client reached this server by
+            host = request.url.hostname or "127.0.0.1"
+        shown = f"[{host}]" if ":" in host else host
+        return JSONResponse({"url": f"http://{shown}:{dashboard.port}/dashboard/studies/{dashboard.study_id}"})
+
+    def _start_dashboard(self, job: dict) -> Any:
+        from phaser.server.studies import study_of_job
+
+        loaded = study_of_job(job)
+        return self.dashboards.start(loaded.storage_url, loaded.spec.name, loaded.artifact_dir, self.config.host)
 
     async def shutdown(self, request: Request) -> Response:
         if self.config.token is None:
@@ -424,6 +456,7 @@ def create_app(config: ServerConfig, store: JobStore | None = None) -> Starlette
             finally:
                 for hook in config.on_stopping:
                     hook()
+                await run_in_threadpool(api.dashboards.stop_all)
                 tasks.cancel_scope.cancel()
 
     job = "/api/jobs/{job_id:int}"
@@ -442,6 +475,7 @@ def create_app(config: ServerConfig, store: JobStore | None = None) -> Starlette
         Route(f"{job}/heartbeat", api.heartbeat, methods=["POST"]),
         Route(f"{job}/update", api.update, methods=["POST"]),
         Route(f"{job}/finish", api.finish, methods=["POST"]),
+        Route(f"{job}/dashboard", api.dashboard, methods=["POST"]),
         Route(f"{job}/outputs", api.outputs, methods=["GET"]),
         Route(f"{job}/outputs/{{name:path}}", api.output_file, methods=["GET"]),
         Route("/api/files", api.files),

@@ -43,6 +43,12 @@ def add_parsers(subparsers: Any) -> None:
         help="accept plans naming module:function hooks of any (non-standard-library) module: "
         "only on a trusted network",
     )
+    serve.add_argument(
+        "--allow-open-dashboards",
+        action="store_true",
+        help="serve a study's optuna-dashboard (which has no authentication) on a port of --host even when "
+        "it is beyond loopback: only on a trusted network",
+    )
     serve.add_argument("--out-dir", default="phaser_jobs", help="where local workers write each job's outputs")
     serve.add_argument(
         "--worker-timeout",
@@ -141,6 +147,8 @@ def _serve(args: argparse.Namespace) -> int:
         allow_custom_hooks=args.allow_custom_hooks,
         worker_timeout_s=args.worker_timeout,
         out_dirs=[Path(args.out_dir).resolve()],
+        host=args.host,
+        allow_open_dashboards=args.allow_open_dashboards,
     )
     url_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     locals_ = LocalWorkers(args.workers, f"http://{url_host}:{args.port}", token, Path(args.out_dir).resolve())

@@ -69,6 +69,17 @@ def dashboard_command(study: Path | str) -> str:
     return f"phaser-opt dashboard {shlex.quote(str(study))}"
 
 
+def study_of_job(job: dict) -> Any:
+    """The job's study file loaded (a :class:`phaser_opt.study.LoadedStudy`), as its worker loads it."""
+    from phaser_opt.study import load_study
+
+    info = job.get("info") or {}
+    source = Path(info["path"]) if info.get("path") else None
+    base = Path(job.get("base_dir") or ".")
+    with hooks.allowed_hooks(job.get("allow_hooks", [])), study_file(job["plan_yaml"], source, base) as file:
+        return load_study(file)
+
+
 def check_study(
     text: str, tree: dict, path: Path | None, base: Path, roots: Roots, allow_custom_hooks: bool = False
 ) -> Submission:

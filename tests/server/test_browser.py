@@ -226,6 +226,7 @@ def test_the_live_view_shows_a_study_and_a_multislice_job(tmp_path: Path, datase
     """Updates posted as a worker would: a study's progress and dashboard command; a job's slices."""
     import httpx
     import numpy as np
+    import optuna
     from selenium.webdriver.support.ui import WebDriverWait
 
     from phaser.server.app import ServerConfig
@@ -255,6 +256,17 @@ def test_the_live_view_shows_a_study_and_a_multislice_job(tmp_path: Path, datase
         assert "best 0.5 (trial 0)" in text_of(browser, "study-best")
         assert text_of(browser, "study-dashboard").startswith("phaser-opt dashboard ")
         assert text_of(browser, "study-dashboard").endswith("study.yaml")
+        browser.find_element("id", "open-dashboard").click()  # no trial has reached the storage yet
+        wait.until(lambda d: "no dashboard: the storage holds no study" in text_of(d, "live-message"))
+        optuna.create_study(study_name="tiny", storage=f"sqlite:///{folder / 'study' / 'tiny.db'}")
+        browser.find_element("id", "open-dashboard").click()
+        wait.until(lambda d: d.find_element("id", "dashboard-link").is_displayed())
+        href = browser.find_element("id", "dashboard-link").get_attribute("href")
+        assert href.startswith("http://127.0.0.1:") and "/dashboard/studies/" in href
+        if len(browser.window_handles) > 1:  # the dashboard's tab: close it, back to the page
+            browser.switch_to.window(browser.window_handles[-1])
+            browser.close()
+            browser.switch_to.window(browser.window_handles[0])
         assert not browser.find_element("id", "live-images").is_displayed()
         assert "1 / 2 trials" in browser.find_element("css selector", "#jobs-body").text
 

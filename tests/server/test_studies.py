@@ -100,3 +100,44 @@ def test_study_refusals_name_their_reason(make_client, study_root, dataset_root,
         assert reply.status_code == 403, (field, reply.text)
         assert reply.json()["reason"].startswith(field), reply.json()
     assert client.get("/api/jobs").json()["jobs"] == []
+
+
+def test_a_study_job_opens_its_dashboard_once_and_a_plan_job_has_none(
+    study_root: Path, dataset_root: Path, tmp_path: Path
+) -> None:
+    config = ServerConfig(db_url=f"sqlite:///{tmp_path / 'jobs.db'}", roots=[study_root, dataset_root], token=TOKEN)
+    with LiveServer(config) as live:
+        job_id = httpx.post(f"{live.url}/api/jobs", json={"path": "study/study.yaml"}, headers=AUTH).json()["id"]
+        early = httpx.post(f"{live.url}/api/jobs/{job_id}/dashboard", headers=AUTH)
+        assert early.status_code == 409 and "no study 'tiny'" in early.json()["reason"], early.text
+        assert httpx.post(f"{live.url}/api/jobs/{job_id}/dashboard").status_code == 403  # the token is needed
+        worker = Worker(live.url, TOKEN, "study-worker", poll_s=0.05, out_dir=tmp_path / "out")
+        assert worker.serve(once=True) == 0
+        reply = httpx.post(f"{live.url}/api/jobs/{job_id}/dashboard", headers=AUTH)
+        assert reply.status_code == 200, reply.text
+        url = reply.json()["url"]
+        assert url.startswith("http://127.0.0.1:") and "/dashboard/studies/" in url
+        assert url.rsplit("/", 1)[1].isdigit()
+        origin = url.split("/dashboard/")[0]
+        studies = httpx.get(f"{origin}/api/studies", timeout=30)
+        assert studies.status_code == 200 and "tiny" in studies.text
+        again = httpx.post(f"{live.url}/api/jobs/{job_id}/dashboard", headers=AUTH)
+        assert again.json()["url"] == url
+        assert len(live.app.state.api.dashboards._running) == 1
+        plan = httpx.post(f"{live.url}/api/jobs", json={"path": "plans/tiny.yaml"}, headers=AUTH).json()["id"]
+        refused = httpx.post(f"{live.url}/api/jobs/{plan}/dashboard", headers=AUTH)
+        assert refused.status_code == 409 and "study" in refused.json()["reason"]
+    with pytest.raises(httpx.TransportError):  # stopped with the server
+        httpx.get(f"{origin}/api/studies", timeout=5)
+
+
+def test_dashboards_are_refused_beyond_loopback_unless_allowed(make_client, study_root, dataset_root) -> None:
+    from phaser.server.dashboards import dashboard_refusal
+
+    assert dashboard_refusal("127.0.0.1", False) is None and dashboard_refusal("::1", False) is None
+    assert "--allow-open-dashboards" in dashboard_refusal("0.0.0.0", False)
+    assert dashboard_refusal("0.0.0.0", True) is None
+    client = make_client(roots=[study_root, dataset_root], host="0.0.0.0")
+    job_id = client.post("/api/jobs", json={"path": "study/study.yaml"}).json()["id"]
+    reply = client.post(f"/api/jobs/{job_id}/dashboard")
+    assert reply.status_code == 403 and "no authentication" in reply.json()["reason"]

@@ -314,6 +314,10 @@ function applyStudy(job, update) {
   if (!study) return;
   const info = job.info || {};
   $("study-dashboard").textContent = info.dashboard || "phaser-opt dashboard STUDY.yaml";
+  if ($("open-dashboard").dataset.job !== String(job.id)) {
+    $("open-dashboard").dataset.job = String(job.id);
+    $("dashboard-link").hidden = true; // another job's dashboard
+  }
   if (!update) return;
   $("study-progress").textContent = `trials ${progressText(update.iteration, update.niter ?? info.n_trials)} done`;
   const parts = [];
@@ -323,6 +327,30 @@ function applyStudy(job, update) {
     parts.push(`last: trial ${update.trial}, ${value}`);
   }
   $("study-best").textContent = parts.join(" · ") || "no finished trial yet";
+}
+
+/** Start (once, on the server) the study's optuna-dashboard and open it in a new tab. */
+async function openDashboard() {
+  const id = live.id;
+  if (id === null) return;
+  const tab = window.open("", "_blank"); // opened now, while the click still allows a pop-up
+  const response = await api("POST", `/api/jobs/${encodeURIComponent(id)}/dashboard`);
+  if (!response.ok || !response.data || !response.data.url) {
+    if (tab) tab.close();
+    setMessage($("live-message"), "no dashboard: " + reasonOf(response), "bad");
+    return;
+  }
+  const url = response.data.url;
+  const link = $("dashboard-link");
+  link.href = url;
+  link.textContent = url;
+  link.hidden = false;
+  if (tab) {
+    tab.opener = null;
+    tab.location.href = url;
+  } else {
+    setMessage($("live-message"), "the browser blocked the new tab: follow the link", "bad");
+  }
 }
 
 /** Integer scale-up (crisp pixels) to about ``height`` pixels, narrower when the panel is. */
@@ -627,6 +655,7 @@ function start() {
   $("delete-button").addEventListener("click", deleteJob);
   $("list-outputs").addEventListener("click", listOutputs);
   $("copy-out-dir").addEventListener("click", copyOutDir);
+  $("open-dashboard").addEventListener("click", openDashboard);
   $("copy-dashboard").addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText($("study-dashboard").textContent);
