@@ -12,6 +12,8 @@ so a run interrupted while saving leaves the previous file intact.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,47 +90,10 @@ def save_state(
     return path
 
 
-def load_state(path: str | Path) -> ReconsState:
-    """Read a state written by :func:`save_state` (arrays as numpy)."""
-    path = Path(path)
-    if not path.exists():
-        raise StateFileError(f"{path}: file not found")
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("file_type") != FILE_TYPE:
-                raise StateFileError(f"{path}: not a phaser state file (file_type {f.attrs.get('file_type')!r})")
-            missing = [k for k in ("probe", "object", "positions_A") if k not in f]
-            if missing:
-                raise StateFileError(f"{path}: missing dataset(s) {', '.join(missing)}")
-
-            def read(name: str, default: Any = None) -> Any:
-                return f[name][()] if name in f else default
-
-            positions = read("positions_A")
-            scan_shape = f.attrs.get("scan_shape")
-            return ReconsState(
-                kv=float(f.attrs["kv"]),
-                wavelength_A=float(f.attrs["wavelength_A"]),
-                sampling_A=tuple(float(v) for v in f.attrs["sampling_A"]),  # type: ignore[arg-type]
-                probe_modes=read("probe"),
-                object_slices=read("object"),
-                slice_thicknesses_A=read("slice_thicknesses_A", np.zeros(1)),
-                positions_A=positions,
-                initial_positions_A=read("initial_positions_A", positions.copy()),
-                tilt_mrad=read("tilt_mrad", np.zeros_like(positions)),
-                scan_shape=tuple(int(v) for v in scan_shape) if scan_shape is not None else None,
-                iteration=int(f.attrs.get("iteration", 0)),
-                engine_index=int(f.attrs.get("engine_index", 0)),
-                error_history=[float(v) for v in read("error_history", [])],
-                error_iterations=[int(v) for v in read("error_iterations", [])],
-            )
-    except OSError as exc:
-        raise StateFileError(f"{path}: cannot be read as HDF5 (truncated or not HDF5?): {exc}") from None
-
-
-def read_state_header(path: str | Path) -> StateHeader:
-    """The shapes and progress recorded in a state file, without reading its arrays."""
-    path = Path(path)
+@contextmanager
+def _state_file(path: Path) -> Iterator[h5py.File]:
+    """``path`` opened for reading, checked to be a phaser state file with its main datasets; any
+    problem (absent, not HDF5, truncated, another kind of file) is a :class:`StateFileError`."""
     if not path.is_file():
         raise StateFileError(f"{path}: file not found")
     try:
@@ -138,18 +103,51 @@ def read_state_header(path: str | Path) -> StateHeader:
             missing = [k for k in ("probe", "object", "positions_A") if k not in f]
             if missing:
                 raise StateFileError(f"{path}: missing dataset(s) {', '.join(missing)}")
-            plan = f.attrs.get("plan")
-            engine_index, engine_iteration = f.attrs.get("engine_index"), f.attrs.get("engine_iteration")
-            return StateHeader(
-                n_positions=int(f["positions_A"].shape[0]),
-                probe_shape=tuple(int(n) for n in f["probe"].shape[-2:]),  # type: ignore[arg-type]
-                iteration=int(f.attrs.get("iteration", 0)),
-                engine_index=int(engine_index) if engine_index is not None else None,
-                engine_iteration=int(engine_iteration) if engine_iteration is not None else None,
-                plan_yaml=plan.decode() if isinstance(plan, bytes) else plan,
-            )
+            yield f
     except OSError as exc:
         raise StateFileError(f"{path}: cannot be read as HDF5 (truncated or not HDF5?): {exc}") from None
+
+
+def load_state(path: str | Path) -> ReconsState:
+    """Read a state written by :func:`save_state` (arrays as numpy)."""
+    with _state_file(Path(path)) as f:
+
+        def read(name: str, default: Any = None) -> Any:
+            return f[name][()] if name in f else default
+
+        positions = read("positions_A")
+        scan_shape = f.attrs.get("scan_shape")
+        return ReconsState(
+            kv=float(f.attrs["kv"]),
+            wavelength_A=float(f.attrs["wavelength_A"]),
+            sampling_A=tuple(float(v) for v in f.attrs["sampling_A"]),  # type: ignore[arg-type]
+            probe_modes=read("probe"),
+            object_slices=read("object"),
+            slice_thicknesses_A=read("slice_thicknesses_A", np.zeros(1)),
+            positions_A=positions,
+            initial_positions_A=read("initial_positions_A", positions.copy()),
+            tilt_mrad=read("tilt_mrad", np.zeros_like(positions)),
+            scan_shape=tuple(int(v) for v in scan_shape) if scan_shape is not None else None,
+            iteration=int(f.attrs.get("iteration", 0)),
+            engine_index=int(f.attrs.get("engine_index", 0)),
+            error_history=[float(v) for v in read("error_history", [])],
+            error_iterations=[int(v) for v in read("error_iterations", [])],
+        )
+
+
+def read_state_header(path: str | Path) -> StateHeader:
+    """The shapes and progress recorded in a state file, without reading its arrays."""
+    with _state_file(Path(path)) as f:
+        plan = f.attrs.get("plan")
+        engine_index, engine_iteration = f.attrs.get("engine_index"), f.attrs.get("engine_iteration")
+        return StateHeader(
+            n_positions=int(f["positions_A"].shape[0]),
+            probe_shape=tuple(int(n) for n in f["probe"].shape[-2:]),  # type: ignore[arg-type]
+            iteration=int(f.attrs.get("iteration", 0)),
+            engine_index=int(engine_index) if engine_index is not None else None,
+            engine_iteration=int(engine_iteration) if engine_iteration is not None else None,
+            plan_yaml=plan.decode() if isinstance(plan, bytes) else plan,
+        )
 
 
 def read_plan_yaml(path: str | Path) -> str | None:
