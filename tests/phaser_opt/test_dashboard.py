@@ -281,6 +281,11 @@ def test_study_runs_on_while_the_dashboard_reads(study_run: StudyRun, app: Any):
     ]
     # the dashboard sees the new trials and their notes
     for dashboard in (app, plain):
+        # the dashboard caches a study's trials for a few seconds: ask again until it catches up
+        deadline = time.monotonic() + 30
         detail = wsgi_get(dashboard, f"/api/studies/{study_id}").json()
+        while len(detail["trials"]) < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            detail = wsgi_get(dashboard, f"/api/studies/{study_id}").json()
         assert len(detail["trials"]) == 5
         assert all(t["note"]["body"] for t in detail["trials"])

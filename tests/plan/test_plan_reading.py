@@ -22,7 +22,8 @@ def read_error(tmp_path: Path, text: str | bytes, name: str = "plan.yaml") -> st
     started = time.perf_counter()
     with pytest.raises(PlanError) as info:
         load_plans(path)
-    assert time.perf_counter() - started < 5, "reading must fail fast"
+    # a bound for a hang, not a speed test: refusing takes milliseconds, a hang never ends
+    assert time.perf_counter() - started < 60, "reading must fail fast"
     assert str(path) in str(info.value)
     return str(info.value)
 
