@@ -93,7 +93,7 @@ def test_validation_does_not_scale_with_niter(niter: int) -> None:
         validate_plan(plan, check_files=False)
     plan["engines"][0]["update_positions"] = {"after": niter}  # never on: valid
     validate_plan(plan, check_files=False)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 30  # a bound for work proportional to niter, not a speed test
 
 
 @pytest.mark.parametrize(
