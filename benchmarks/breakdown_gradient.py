@@ -61,9 +61,7 @@ def make_inputs(n_slices: int, seed: int = 0) -> dict[str, Any]:
         "object": jnp.asarray(np.exp(0.1j * rng.standard_normal(obj_shape)), jnp.complex64),
         "probe": jnp.asarray(_complex_normal(rng, (1, *shape)), jnp.complex64),
         "positions": jnp.asarray(positions_px, jnp.float32),
-        "propagators": jnp.asarray(
-            np.exp(2j * np.pi * rng.random((n_slices - 1, *shape))), jnp.complex64
-        ),
+        "propagators": jnp.asarray(np.exp(2j * np.pi * rng.random((n_slices - 1, *shape))), jnp.complex64),
         "patterns": jnp.asarray(rng.poisson(25.0, (n_positions, *shape)), jnp.float32),
         "groups": jnp.asarray(rng.permutation(n_positions).reshape(-1, GROUP_SIZE), jnp.int32),
     }
@@ -77,9 +75,7 @@ def group_loss(variables: dict[str, Any], idx: Any, inputs: dict[str, Any], shif
     """Summed Poisson loss of one group; ``shift=False`` skips the Fourier sub-pixel shift."""
     positions = variables["positions"][idx]
     if shift:
-        model = model_intensity(
-            variables["probe"], variables["object"], positions, inputs["propagators"]
-        )
+        model = model_intensity(variables["probe"], variables["object"], positions, inputs["propagators"])
     else:
         model = _unshifted_intensity(variables, positions, inputs["propagators"])
     return jnp.sum(poisson_loss(jnp, model, inputs["patterns"][idx], {"eps": jnp.float32(0.1)}))
@@ -109,9 +105,7 @@ def forward_fn(inputs: dict[str, Any]) -> Callable[[], Any]:
 
     @jax.jit
     def run(variables: dict[str, Any], groups: Any) -> Any:
-        return jax.lax.scan(
-            lambda c, idx: (c, group_loss(variables, idx, inputs, True)), 0, groups
-        )[1]
+        return jax.lax.scan(lambda c, idx: (c, group_loss(variables, idx, inputs, True)), 0, groups)[1]
 
     return lambda: run(variables_of(inputs), inputs["groups"])
 
@@ -216,9 +210,7 @@ def sharded_gradient_fn(inputs: dict[str, Any]) -> Callable[[], Any]:
         loss, grads = jax.value_and_grad(group_loss)(variables, idx, inputs, True)
         return jax.lax.psum((loss, grads), "devices")
 
-    split = jax.shard_map(
-        part, mesh=mesh, in_specs=(Spec(), Spec("devices")), out_specs=(Spec(), Spec())
-    )
+    split = jax.shard_map(part, mesh=mesh, in_specs=(Spec(), Spec("devices")), out_specs=(Spec(), Spec()))
 
     @jax.jit
     def run(variables: dict[str, Any], groups: Any) -> Any:
@@ -256,9 +248,7 @@ def breakdown(n_slices: int, repeats: int) -> dict[str, dict[str, float]]:
         "patch cut + gradient alone": patches_fn(inputs),
     }
     if len(jax.devices()) > 1:
-        pieces[f"forward+backward on {len(jax.devices())} CPU devices"] = sharded_gradient_fn(
-            inputs
-        )
+        pieces[f"forward+backward on {len(jax.devices())} CPU devices"] = sharded_gradient_fn(inputs)
     return {name: time_call(fn, repeats) for name, fn in pieces.items()}
 
 
@@ -270,9 +260,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 4], help="slice counts")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per piece")
-    parser.add_argument(
-        "--cpu-devices", type=int, default=1, help="JAX CPU devices (>1 adds the sharded piece)"
-    )
+    parser.add_argument("--cpu-devices", type=int, default=1, help="JAX CPU devices (>1 adds the sharded piece)")
     parser.add_argument("--out", type=Path, default=None, help="also write the timings as JSON")
     return parser.parse_args(argv)
 

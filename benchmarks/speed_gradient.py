@@ -186,9 +186,7 @@ def run_child(command: list[str], log_path: Path, cwd: Path) -> tuple[float, flo
     wall = time.perf_counter() - start
     if child.returncode != 0:
         tail = "\n".join(log_path.read_text().splitlines()[-20:])
-        raise RuntimeError(
-            f"{' '.join(command)} failed ({child.returncode}); log {log_path}:\n{tail}"
-        )
+        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}); log {log_path}:\n{tail}")
     return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
@@ -250,9 +248,7 @@ def run_phaserem(
     method = "its log lines 'Finished iter i/n [mm:ss.sss]' (time.monotonic between iterations)"
     if len(durations) != niter:
         one_path = write_plan(case, data_dir, work_dir, 1, "_phaserem", plans_dir)
-        wall_one, _, _ = run_child(
-            [str(binary), "run", str(one_path)], log_path.with_suffix(".n1.log"), work_dir
-        )
+        wall_one, _, _ = run_child([str(binary), "run", str(one_path)], log_path.with_suffix(".n1.log"), work_dir)
         per_iter = (wall - wall_one) / max(niter - 1, 1)
         durations = [per_iter] * niter
         method = "whole-run wall time: (t(niter) - t(1)) / (niter - 1); compile not separable"
@@ -311,9 +307,7 @@ def worker(plan_path: Path, out_path: Path) -> None:
 # ----------------------------------------------------------------------------- FFT floor
 
 
-def measure_fft_seconds(
-    batch: int = GROUP_SIZE, size: int = PATTERN_PX, loops: int = 200, repeats: int = 5
-) -> float:
+def measure_fft_seconds(batch: int = GROUP_SIZE, size: int = PATTERN_PX, loops: int = 200, repeats: int = 5) -> float:
     """Seconds per complex64 ``size``x``size`` FFT: best of ``repeats`` jitted loops of fft2."""
     import jax
     import jax.numpy as jnp
@@ -447,9 +441,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument(
-        "--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES), help="datasets to run"
-    )
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES), help="datasets to run")
     parser.add_argument(
         "--niter-1slice",
         type=int,
@@ -488,18 +480,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=SHARED_PLANS,
         help="folder of grad_1slice_jax.yaml / grad_4slice_jax.yaml (${DATA} is substituted)",
     )
-    parser.add_argument(
-        "--repeats", type=int, default=1, help="runs per package and case (the median is reported)"
-    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs per package and case (the median is reported)")
     parser.add_argument(
         "--results",
         type=Path,
         default=RESULTS_DIR / "speed_gradient.json",
         help="JSON results file (a .md table is written beside it)",
     )
-    parser.add_argument(
-        "--worker", nargs=2, type=Path, metavar=("PLAN", "OUT_JSON"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--worker", nargs=2, type=Path, metavar=("PLAN", "OUT_JSON"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -542,11 +530,7 @@ def benchmark_case(
         ours.append(run_ours(case, plan_path, work_dir, niter, repeat))
         report_run(ours[-1])
         if phaserem_bin is not None:
-            theirs.append(
-                run_phaserem(
-                    phaserem_bin, case, args.data_dir, work_dir, niter, repeat, args.plans_dir
-                )
-            )
+            theirs.append(run_phaserem(phaserem_bin, case, args.data_dir, work_dir, niter, repeat, args.plans_dir))
             report_run(theirs[-1])
     row: dict[str, Any] = {
         "case": case.name,
@@ -556,9 +540,7 @@ def benchmark_case(
     }
     if theirs:
         row["phaserem"] = run_summary(theirs)
-        row["ratio_phaserem_over_ours"] = (
-            median_run(theirs).s_per_iter / median_run(ours).s_per_iter
-        )
+        row["ratio_phaserem_over_ours"] = median_run(theirs).s_per_iter / median_run(ours).s_per_iter
     row["ratio_ours_over_floor"] = median_run(ours).s_per_iter / row["floor"]["floor_s"]
     return row
 
@@ -576,10 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data in {args.data_dir}, plans and logs in {work_dir}", flush=True)
     fft_s = measure_fft_seconds()
     print(f"FFT floor: {fft_s * 1e6:.2f} us per complex64 64x64 FFT (jit, batch 64)", flush=True)
-    rows = [
-        benchmark_case(CASES[name], args, work_dir, fft_s, phaserem_bin)
-        for name in sorted(args.cases)
-    ]
+    rows = [benchmark_case(CASES[name], args, work_dir, fft_s, phaserem_bin) for name in sorted(args.cases)]
     fft_after = measure_fft_seconds()
     table = markdown_table(rows)
     print(table)

@@ -6,10 +6,9 @@ Array code never consults a global switch: it takes its namespace ``xp`` as an a
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
