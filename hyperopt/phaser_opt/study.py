@@ -9,10 +9,11 @@ from typing import Any
 
 import yaml
 
-from phaser.plan.read import ReadError
-from phaser_opt.space import AnnotationError, SearchSpace, load_template, parse_template, yaml_loader
+from phaser.plan.read import ReadError, decode_plan_bytes
+from phaser_opt.space import AnnotationError, SearchSpace, load_template, parse_template
 from phaser_opt.spec import StudyError, StudySpec, validate_spec
 from phaser_opt.storage import sqlite_url
+from phaser_opt.template_io import read_text
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,16 @@ def with_storage(loaded: LoadedStudy, url: str) -> LoadedStudy:
 
 
 def read_study_file(path: Path) -> tuple[str, Any]:
-    """The text of a study file and its YAML content (annotation tags allowed in an inline template)."""
+    """The text of a study file and its YAML content, read as templates are (the plan reader's
+    limits, one document, annotation tags allowed in an inline template)."""
     if not path.is_file():
         raise StudyError(str(path), [("", "file not found" if not path.exists() else "not a file")])
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyError(str(path), [("", f"cannot read it as text ({exc})")]) from None
+        text = decode_plan_bytes(path.read_bytes())
+    except (OSError, ReadError) as exc:
+        raise StudyError(str(path), [("", f"cannot read it as a study file ({exc})")]) from None
     try:
-        return text, yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader subclass
-    except (yaml.YAMLError, ReadError) as exc:
-        raise StudyError(str(path), [("", f"not valid YAML: {exc}")]) from None
+        return text, read_text(text, str(path))
     except AnnotationError as exc:
         raise StudyError(str(path), exc.problems) from None
 

@@ -32,13 +32,11 @@ def study_tree(text: str) -> dict | None:
     if "objectives" not in text or "template" not in text:
         return None  # cheap: most submissions are plans
     try:
-        import yaml
-
-        from phaser_opt.space import yaml_loader
+        from phaser_opt.template_io import read_text
     except ImportError:
         return None
     try:
-        data = yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        data = read_text(text, "<study>")  # read as phaser-opt reads study files
     except Exception:  # noqa: BLE001 - not readable as one study document: the plan reader says why
         return None
     return data if isinstance(data, dict) and all(key in data for key in STUDY_KEYS) else None

@@ -149,3 +149,11 @@ def test_a_custom_metric_runs_only_from_an_allowed_module(tmp_path, dataset_file
     assert marker.exists()
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 's' / 'tiny.db'}")
     assert study.best_value == 6.0  # the metric's value: six iterations recorded
+
+
+def test_a_binary_file_given_as_a_study_gets_a_message_naming_it(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    with pytest.raises(StudyError, match="HDF5 file, not a plan") as info:
+        load_study(path)
+    assert str(path) in str(info.value)
