@@ -45,12 +45,13 @@ def engine_boundaries(plan: Any) -> list[int]:
     return list(np.cumsum([engine.niter for engine in plan.engines])[:-1])
 
 
-def trial_figures(run: Any, comparison: Any, kinds: tuple[str, ...], dpi: int) -> dict[str, Any]:
+def trial_figures(
+    run: Any, comparison: Any, kinds: tuple[str, ...], dpi: int, region: tuple[slice, slice]
+) -> dict[str, Any]:
     """The figures of a finished trial by file name (``kinds`` as in the study's ``artifacts.images``)."""
     from phaser import figures
 
     state: ReconsState = run.state
-    region = scanned_region(state)
     slices = np.angle(np.asarray(state.object_slices))[(slice(None), *region)]
     sampling = tuple(float(s) for s in state.sampling_A)
     out: dict[str, Any] = {}
@@ -114,13 +115,13 @@ class ArtifactWriter:
             comparison = compare_with_truth(run.state, truth)
         with tempfile.TemporaryDirectory(prefix="phaser-opt-") as tmp:
             folder = Path(tmp)
-            for name, figure in trial_figures(run, comparison, self.spec.images, self.spec.dpi).items():
+            region = scanned_region(run.state)
+            for name, figure in trial_figures(run, comparison, self.spec.images, self.spec.dpi, region).items():
                 self._upload(trial, figures.save_figure(figure, folder / name), "image/png")
             if "plan" in self.spec.images:
                 path = folder / "plan.yaml"
                 path.write_text(trial.user_attrs.get("plan_yaml", ""))
                 self._upload(trial, path, "text/yaml")
-            region = scanned_region(run.state)
             phase = object_phase(np.asarray(run.state.object_slices))[region].astype(np.float32)
             np.save(folder / PHASE_ARRAY, phase)
             self._upload(trial, folder / PHASE_ARRAY, "application/octet-stream")
@@ -159,7 +160,7 @@ class ArtifactWriter:
                     return np.load(target, allow_pickle=False)
         return None
 
-    def refresh_gallery(self, study: optuna.Study, trial: optuna.trial.FrozenTrial | None = None) -> None:
+    def refresh_gallery(self, study: optuna.Study) -> None:
         """Redraw the study page's gallery of the top trials (a study callback)."""
         if self.spec.gallery_top == 0:
             return

@@ -302,6 +302,6 @@ def _refresh_gallery(writer: ArtifactWriter, study: optuna.Study, trial: FrozenT
     if trial.state != TrialState.COMPLETE:
         return
     try:
-        writer.refresh_gallery(study, trial)
+        writer.refresh_gallery(study)
     except Exception as exc:  # noqa: BLE001 - the gallery is a view; a failure must not stop the study
         logger.warning("could not refresh the gallery: %s", exc)
