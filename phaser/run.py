@@ -11,6 +11,7 @@ import numpy as np
 
 from phaser.backend import get_backend, make_rng, precision_scope, to_numpy
 from phaser.engines.context import EngineContext
+from phaser.engines.loop import run_engine
 from phaser.engines.resample import prepare_for_engine
 from phaser.initial import InitContext, object_shape_for, place_positions
 from phaser.io.raw_data import RawData, RawDataError
@@ -114,19 +115,6 @@ def _default_hook(kind: str, name: str) -> Any:
     from phaser.hooks import Hook, entry
 
     return Hook(kind, name, entry(kind, name).props_class())
-
-
-def run_engine(engine: Any, state: ReconsState, patterns: np.ndarray, ctx: EngineContext) -> ReconsState:
-    """Dispatch to the engine implementation named by ``engine.type``."""
-    if engine.type == "gradient":
-        from phaser.engines.gradient import run_gradient_engine
-
-        return run_gradient_engine(engine, state, patterns, ctx)
-    if engine.type == "conventional":
-        from phaser.engines.conventional.run import run_conventional_engine
-
-        return run_conventional_engine(engine, state, patterns, ctx)
-    raise ValueError(f"engines[{ctx.engine_index}].type: {engine.type!r} has no implementation")
 
 
 def run_plan(

@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+HISTORY_FIELDS = ("error_history", "error_iterations", "loss_history", "error_engines", "iteration_seconds")
+"""The per-iteration records of a state, one entry per iteration in each."""
+
 
 @dataclass
 class ReconsState:
@@ -32,7 +35,14 @@ class ReconsState:
     iteration: int = 0
     engine_index: int = 0
     error_history: list[float] = field(default_factory=list)
+    """The common error of each iteration (:mod:`phaser.engines.errors`): one curve across engines."""
     error_iterations: list[int] = field(default_factory=list)
+    loss_history: list[float] = field(default_factory=list)
+    """The engine's own noise-model loss per pattern, each iteration (not comparable across models)."""
+    error_engines: list[int] = field(default_factory=list)
+    """The index of the engine that ran each iteration."""
+    iteration_seconds: list[float] = field(default_factory=list)
+    """The wall time of each iteration [s] (setup and compilation land in an engine's first)."""
 
     @property
     def n_positions(self) -> int:
@@ -50,13 +60,19 @@ class ReconsState:
         """Positions in object pixels ``(P, 2)``."""
         return xp.asarray(self.positions_A) / xp.asarray(self.sampling_A, dtype=self.positions_A.dtype)
 
-    def record_error(self, error: float) -> None:
-        """Append the error of the iteration just finished."""
+    def record_iteration(self, error: float, loss: float | None = None, seconds: float = 0.0) -> None:
+        """Append the records of the iteration just finished (``state.iteration`` already counted).
+
+        ``loss`` defaults to ``error`` (a caller without a noise model of its own).
+        """
         self.error_history.append(float(error))
         self.error_iterations.append(self.iteration)
+        self.loss_history.append(float(error if loss is None else loss))
+        self.error_engines.append(self.engine_index)
+        self.iteration_seconds.append(float(seconds))
 
     def copy_with(self, **changes: Any) -> ReconsState:
         """A shallow copy with fields replaced (history lists copied)."""
-        changes.setdefault("error_history", list(self.error_history))
-        changes.setdefault("error_iterations", list(self.error_iterations))
+        for name in HISTORY_FIELDS:
+            changes.setdefault(name, list(getattr(self, name)))
         return replace(self, **changes)

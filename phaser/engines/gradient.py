@@ -10,9 +10,8 @@ complex variable z is ``-2 dL/dz*``, which is ``-conj(jax.grad(L))``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -25,8 +24,10 @@ from jax.sharding import PartitionSpec as P
 
 from phaser.constraints import ConstraintContext, apply_constraints, constraint_params
 from phaser.engines.context import EngineContext
+from phaser.engines.errors import amplitude_residuals, total_counts
 from phaser.engines.forward_jax import model_intensity, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
+from phaser.engines.loop import EngineImplementation, IterationResult
 from phaser.jax_devices import shard_devices
 from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import gap_propagators
@@ -34,8 +35,6 @@ from phaser.plan.schema import GradientEnginePlan
 from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.solvers import OptaxSolverProps, hyperparameters_at, make_optimizer
 from phaser.state import ReconsState
-
-logger = logging.getLogger(__name__)
 
 VARIABLES = ("object", "probe", "positions", "tilt")
 
@@ -80,7 +79,8 @@ def _group_loss(
         (fn(jnp, variables, p) for fn, p in zip(structure.regularizers, aux["reg_params"], strict=True)),
         jnp.asarray(0.0),
     )
-    return data + share * cost, data
+    residual = jnp.sum(weights * amplitude_residuals(jnp, jax.lax.stop_gradient(model), measured))
+    return data + share * cost, (data, residual)
 
 
 def _apply_solvers(structure: _Structure, variables, opt_states, grads, masks, members):
@@ -101,18 +101,18 @@ def _apply_solvers(structure: _Structure, variables, opt_states, grads, masks, m
 
 
 def _group_gradients(structure: _Structure, variables, batch, aux):
-    """Data loss and gradients of one group, its positions split over ``structure.n_devices``.
+    """Data loss, amplitude residual and gradients of one group, its positions split over ``structure.n_devices``.
 
     Every device holds the variables and computes the loss of its share of the group; the losses
-    and gradients are summed across devices (both are sums over positions, and the regularizer
+    and gradients are summed across devices (all are sums over positions, and the regularizer
     term is weighted by each share's positions, so the sum is the whole group's).
     """
 
     def local(variables, idx, weights, aux):
-        (_, data), grads = jax.value_and_grad(partial(_group_loss, structure), has_aux=True)(
+        (_, terms), grads = jax.value_and_grad(partial(_group_loss, structure), has_aux=True)(
             variables, (idx, weights), aux
         )
-        return data, grads
+        return terms, grads
 
     if structure.n_devices == 1:
         return local(variables, *batch, aux)
@@ -129,27 +129,28 @@ def _group_gradients(structure: _Structure, variables, batch, aux):
 
 @partial(jax.jit, static_argnums=0)
 def _iteration(structure: _Structure, variables, opt_states, masks, groups, aux):
-    """One pass over every group: returns the new variables, solver states and the summed data loss."""
+    """One pass over every group: the new variables and solver states, the summed data loss and
+    the summed amplitude residuals (the numerator of the common error)."""
     n_positions = variables["positions"].shape[0]
 
     def step(carry, batch):
         variables, opt_states = carry
-        data, grads = _group_gradients(structure, variables, batch, aux)
+        terms, grads = _group_gradients(structure, variables, batch, aux)
         members = jnp.zeros((n_positions,), jnp.float32).at[batch[0]].max(batch[1])
         variables, opt_states = _apply_solvers(structure, variables, opt_states, grads, masks, members)
         variables = apply_constraints(
             jnp, structure.group_constraints, variables, aux["group_constraint_params"], aux["constraint_context"]
         )
-        return (variables, opt_states), data
+        return (variables, opt_states), terms
 
-    (variables, opt_states), losses = jax.lax.scan(step, (variables, opt_states), groups)
+    (variables, opt_states), (losses, residuals) = jax.lax.scan(step, (variables, opt_states), groups)
     # the mean shift of the positions is not constrained by the data: remove it
     drift = jnp.mean(variables["positions"] - aux["initial_positions"], axis=0)
     variables = {**variables, "positions": variables["positions"] - masks["positions"] * drift}
     variables = apply_constraints(
         jnp, structure.iter_constraints, variables, aux["iter_constraint_params"], aux["constraint_context"]
     )
-    return variables, opt_states, jnp.sum(losses)
+    return variables, opt_states, jnp.sum(losses), jnp.sum(residuals)
 
 
 def _set_hyperparameters(state: Any, values: dict[str, float]) -> Any:
@@ -158,13 +159,30 @@ def _set_hyperparameters(state: Any, values: dict[str, float]) -> Any:
     return state._replace(hyperparams=hyper)
 
 
-def run_gradient_engine(
-    plan: GradientEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext
-) -> ReconsState:
-    """Run ``plan.niter`` iterations of gradient descent on ``state``; returns the updated state.
+@dataclass(frozen=True)
+class GradientEngineState:
+    """What the iterations of one gradient engine run carry: fixed setup plus the evolving variables."""
 
-    ``patterns`` are ``(P, N, N)`` measured intensities, centred. The error of each iteration is the
-    noise model's loss per pattern, averaged over all positions, evaluated during the pass.
+    plan: GradientEnginePlan
+    structure: _Structure
+    aux: dict[str, Any]  # arrays and numbers fixed for the run
+    solver_hooks: dict[str, Any]
+    flags: dict[str, Any]
+    sampling: np.ndarray  # (2,) [A/px]
+    counts: float  # measured counts of all patterns: the common error's denominator
+    n_patterns: int
+    rng: np.random.Generator
+    variables: dict[str, Any]
+    opt_states: dict[str, Any]
+    positions_A: np.ndarray  # host copy of the positions, for grouping
+
+
+def init_gradient_engine(
+    plan: GradientEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext
+) -> GradientEngineState:
+    """Everything the iterations need: variables in object pixels, solvers, propagators, patterns.
+
+    ``patterns`` are ``(P, N, N)`` measured intensities, centred.
     """
     backend = ctx.backend
     real, cplx = backend.real_dtype, backend.complex_dtype
@@ -199,7 +217,6 @@ def run_gradient_engine(
         group_constraints=tuple(hook.function() for hook in plan.group_constraints),
         iter_constraints=tuple(hook.function() for hook in plan.iter_constraints),
     )
-    opt_states = {name: solver.init(variables[name]) for name, solver in structure.solvers}
     aux = {
         "patterns": jnp.asarray(np.fft.ifftshift(patterns, axes=(-2, -1)), real),
         "propagators": jnp.asarray(base_props, cplx),
@@ -211,57 +228,80 @@ def run_gradient_engine(
         "n_positions": jnp.asarray(patterns.shape[0], real),
         "constraint_context": ConstraintContext.from_state(state),
     }
-    group_size = plan.grouping or patterns.shape[0]
-    shuffle = plan.shuffle_groups
-    positions_np = np.asarray(state.positions_A)
-    observers = ctx.observers
-
-    try:
-        for i in range(ctx.first_iteration, plan.niter + 1):
-            masks = {name: jnp.asarray(1.0 if flag_at(flags[name], i) else 0.0, real) for name in VARIABLES}
-            for name, _ in structure.solvers:
-                props = solver_hooks[name].props
-                values = hyperparameters_at(props, i, plan.niter) if isinstance(props, OptaxSolverProps) else {}
-                opt_states[name] = _set_hyperparameters(opt_states[name], values)
-            aux["group_constraint_params"] = constraint_params(jnp, plan.group_constraints, i, plan.niter, real)
-            aux["iter_constraint_params"] = constraint_params(jnp, plan.iter_constraints, i, plan.niter, real)
-            aux["reg_params"] = tuple(
-                {**_numeric_params(h.props), "weight": jnp.asarray(schedule_at(h.props.weight, i, plan.niter), real)}
-                for h in plan.regularizers
-            )
-            do_shuffle = True if shuffle is None else flag_at(shuffle, i)
-            groups = pad_groups(
-                make_groups(positions_np, group_size, plan.compact, do_shuffle, ctx.rng), structure.n_devices
-            )
-            new_variables, opt_states, total = _iteration(
-                structure, variables, opt_states, masks, (jnp.asarray(groups[0]), jnp.asarray(groups[1])), aux
-            )
-            error = float(total) / patterns.shape[0]
-            if not np.isfinite(error):
-                # keep the last finite iterate in the state; the diverged one is of no use
-                raise FloatingPointError(
-                    f"engines[{ctx.engine_index}]: the error became {error} at iteration {i}; "
-                    "lower the learning rates or raise the noise model's eps"
-                )
-            variables = new_variables
-            state.iteration += 1
-            state.record_error(error)
-            if flag_at(flags["positions"], i):
-                positions_np = np.asarray(variables["positions"]) * sampling
-            sync = partial(_write_back, state, variables, sampling)
-            if observers.iteration_done(state, sync, i, plan.niter):
-                logger.info("engine %d stopped early at iteration %d", ctx.engine_index, i)
-                break
-    finally:
-        # also on Ctrl-C or an error: the state keeps the last completed iteration
-        _write_back(state, variables, sampling)
-    return state
+    return GradientEngineState(
+        plan=plan,
+        structure=structure,
+        aux=aux,
+        solver_hooks=solver_hooks,
+        flags=flags,
+        sampling=sampling,
+        counts=total_counts(patterns),
+        n_patterns=int(patterns.shape[0]),
+        rng=ctx.rng,
+        variables=variables,
+        opt_states={name: solver.init(variables[name]) for name, solver in structure.solvers},
+        positions_A=np.asarray(state.positions_A),
+    )
 
 
-def _write_back(state: ReconsState, variables: dict[str, Any], sampling: np.ndarray) -> ReconsState:
+def _iteration_aux(engine: GradientEngineState, i: int) -> dict[str, Any]:
+    """The run's fixed arrays plus the numbers of iteration ``i`` (schedules evaluated)."""
+    plan, real = engine.plan, engine.aux["patterns"].dtype
+    return {
+        **engine.aux,
+        "group_constraint_params": constraint_params(jnp, plan.group_constraints, i, plan.niter, real),
+        "iter_constraint_params": constraint_params(jnp, plan.iter_constraints, i, plan.niter, real),
+        "reg_params": tuple(
+            {**_numeric_params(h.props), "weight": jnp.asarray(schedule_at(h.props.weight, i, plan.niter), real)}
+            for h in plan.regularizers
+        ),
+    }
+
+
+def step_gradient_engine(engine: GradientEngineState, i: int) -> tuple[GradientEngineState, IterationResult]:
+    """Iteration ``i``: one pass over the groups in a single compiled call; ``engine`` is unchanged."""
+    plan, structure = engine.plan, engine.structure
+    real = engine.aux["patterns"].dtype
+    masks = {name: jnp.asarray(1.0 if flag_at(engine.flags[name], i) else 0.0, real) for name in VARIABLES}
+    opt_states = dict(engine.opt_states)
+    for name, _ in structure.solvers:
+        props = engine.solver_hooks[name].props
+        values = hyperparameters_at(props, i, plan.niter) if isinstance(props, OptaxSolverProps) else {}
+        opt_states[name] = _set_hyperparameters(opt_states[name], values)
+    do_shuffle = True if plan.shuffle_groups is None else flag_at(plan.shuffle_groups, i)
+    group_size = plan.grouping or engine.n_patterns
+    groups = pad_groups(
+        make_groups(engine.positions_A, group_size, plan.compact, do_shuffle, engine.rng), structure.n_devices
+    )
+    variables, opt_states, loss, residual = _iteration(
+        structure,
+        engine.variables,
+        opt_states,
+        masks,
+        (jnp.asarray(groups[0]), jnp.asarray(groups[1])),
+        _iteration_aux(engine, i),
+    )
+    positions_A = engine.positions_A
+    if flag_at(engine.flags["positions"], i):
+        positions_A = np.asarray(variables["positions"]) * engine.sampling
+    result = IterationResult(error=float(residual) / engine.counts, loss=float(loss) / engine.n_patterns)
+    return replace(engine, variables=variables, opt_states=opt_states, positions_A=positions_A), result
+
+
+def write_back_gradient_engine(engine: GradientEngineState, state: ReconsState) -> ReconsState:
     """Copy the engine's variables into ``state`` (positions back to A)."""
+    variables = engine.variables
     state.object_slices = variables["object"]
     state.probe_modes = variables["probe"]
-    state.positions_A = np.asarray(variables["positions"], np.float64) * sampling
+    state.positions_A = np.asarray(variables["positions"], np.float64) * engine.sampling
     state.tilt_mrad = np.asarray(variables["tilt"])
     return state
+
+
+GRADIENT_ENGINE = EngineImplementation(
+    init=init_gradient_engine,
+    step=step_gradient_engine,
+    write_back=write_back_gradient_engine,
+    divergence_hint="lower the learning rates or raise the noise model's eps",
+)
+"""The gradient engine for :mod:`phaser.engines.loop` (registered as ``type: gradient``)."""

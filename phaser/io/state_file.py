@@ -5,8 +5,10 @@ Layout: root attributes ``file_type = "phaser_state"``, ``format_version``, ``ph
 ``engine_iteration`` (where in the plan the state stands: iterations of that engine done, for
 resuming), ``scan_shape`` and ``plan`` (the resolved plan as YAML); datasets ``probe`` (M, N, N),
 ``object`` (S, Ny, Nx), ``slice_thicknesses_A``, ``positions_A`` (P, 2), ``initial_positions_A``, ``tilt_mrad``,
-``error_history`` and ``error_iterations``. A file is written beside its final name and renamed,
-so a run interrupted while saving leaves the previous file intact.
+and the per-iteration records ``error_history`` (the common error, :mod:`phaser.engines.errors`),
+``error_iterations``, ``loss_history`` (each engine's own noise-model loss), ``error_engines`` and
+``iteration_seconds`` (format 1.1; a 1.0 file reads with the last three empty). A file is written
+beside its final name and renamed, so a run interrupted while saving leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from phaser.backend import to_numpy
 from phaser.state import ReconsState
 
 FILE_TYPE = "phaser_state"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 
 
 class StateFileError(ValueError):
@@ -86,6 +88,9 @@ def save_state(
         f["tilt_mrad"] = to_numpy(state.tilt_mrad)
         f["error_history"] = np.asarray(state.error_history, np.float64)
         f["error_iterations"] = np.asarray(state.error_iterations, np.int64)
+        f["loss_history"] = np.asarray(state.loss_history, np.float64)
+        f["error_engines"] = np.asarray(state.error_engines, np.int64)
+        f["iteration_seconds"] = np.asarray(state.iteration_seconds, np.float64)
     os.replace(partial, path)
     return path
 
@@ -132,7 +137,23 @@ def load_state(path: str | Path) -> ReconsState:
             engine_index=int(f.attrs.get("engine_index", 0)),
             error_history=[float(v) for v in read("error_history", [])],
             error_iterations=[int(v) for v in read("error_iterations", [])],
+            **_histories(read),
         )
+
+
+def _histories(read: Any) -> dict[str, list[Any]]:
+    """The per-iteration records added in later files; an older file gets empty lists (not
+    guesses), and a list of another length than ``error_history`` is refused."""
+    errors = read("error_history", [])
+    out: dict[str, list[Any]] = {
+        "loss_history": [float(v) for v in read("loss_history", [])],
+        "error_engines": [int(v) for v in read("error_engines", [])],
+        "iteration_seconds": [float(v) for v in read("iteration_seconds", [])],
+    }
+    for name, values in out.items():
+        if values and len(values) != len(errors):
+            raise StateFileError(f"{name}: {len(values)} entries but error_history has {len(errors)}")
+    return out
 
 
 def read_state_header(path: str | Path) -> StateHeader:

@@ -214,7 +214,7 @@ def test_group_forward_matches_the_gradient_engines_model(tilt):
 # --- whole runs -------------------------------------------------------------------------------
 
 
-def test_error_is_the_noise_loss_of_the_model(one_slice):
+def test_loss_is_the_noise_loss_and_error_the_amplitude_r_factor_of_the_model(one_slice):
     path, ds = one_slice
     state = run_plan(_plan(path, {"type": "lsqml"}, 1, update_object=False, update_probe=False, grouping=8))
     patterns = ds.patterns.reshape(64, 32, 32)
@@ -225,7 +225,10 @@ def test_error_is_the_noise_loss_of_the_model(one_slice):
     measured = np.fft.ifftshift(patterns, axes=(-2, -1))
     params = NOISE_PROPS["amplitude"]().model_dump()
     expected = float(np.mean(NOISE_LOSSES["amplitude"](np, model, measured, params)))
-    assert state.error_history[0] == pytest.approx(expected, rel=1e-4)
+    assert state.loss_history[0] == pytest.approx(expected, rel=1e-4)
+    r_factor = np.sum((np.sqrt(model) - np.sqrt(np.maximum(measured, 0))) ** 2) / np.sum(np.maximum(measured, 0))
+    assert state.error_history[0] == pytest.approx(r_factor, rel=1e-4)
+    assert state.error_engines == [0] and len(state.iteration_seconds) == 1 and state.iteration_seconds[0] > 0
 
 
 def test_epie_reconstructs_a_single_slice(one_slice):

@@ -6,7 +6,7 @@ import numpy as np
 
 from phaser.backend import get_backend, make_rng
 from phaser.engines.context import EngineContext
-from phaser.engines.gradient import run_gradient_engine
+from phaser.engines.loop import run_engine
 from phaser.initial import place_positions
 from phaser.observers import ObserverSet
 from phaser.physics.constants import electron_wavelength_A
@@ -66,7 +66,7 @@ def test_tilt_refinement_recovers_a_global_tilt() -> None:
         }
     )
     ctx = EngineContext(backend=get_backend("jax"), rng=make_rng(0), observers=ObserverSet())
-    result = run_gradient_engine(plan, state, patterns.astype(np.float32), ctx)
+    result = run_engine(plan, state, patterns.astype(np.float32), ctx)
     recovered = np.asarray(result.tilt_mrad).mean(axis=0)
     assert result.error_history[-1] < 0.05 * result.error_history[0]
     np.testing.assert_allclose(recovered, TILT_MRAD, atol=0.5)  # measured: (7.98, -6.01) mrad

@@ -1,7 +1,7 @@
 """The conventional engine: ePIE or LSQML group updates, per-iteration position refinement.
 
 A group step runs the multislice model for the group's positions, scores it with the noise model
-(the reported error, the same per-pattern loss as the gradient engine), corrects the far-field
+(the engine's own loss) and with the common error of :mod:`phaser.engines.errors`, corrects the far-field
 waves with the noise model's wave update and hands the real-space exit-wave correction to the
 solver hook. A solver hook is called as
 
@@ -15,7 +15,8 @@ is called once per iteration as ``position_solver(xp, shift_px, previous_move_px
 and returns the moves ``(P, 2)`` [px]. On jax every group step is jit-compiled; numbers enter as
 traced scalars, so only the update flags can cause a recompile.
 
-Group constraints run after every group step, iteration constraints after each pass. Not used here:
+Group constraints run after every group step, iteration constraints after each pass. The engine is
+an init/step pair run by :mod:`phaser.engines.loop`. Not used here:
 ``calc_error``/``calc_error_fraction`` (the error comes free with every pass), ``check_every_group``,
 ``send_every_group``, ``buffer_n_groups``, ``jit_unroll_slices``.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from typing import Any
 
@@ -36,7 +38,9 @@ from phaser.engines.conventional.arrays import abs2, is_jax, scatter_add
 from phaser.engines.conventional.forward import Setup, StepOptions, Variables, forward_group
 from phaser.engines.conventional.noise_updates import wave_update
 from phaser.engines.conventional.positions import rms_move, shift_estimate
+from phaser.engines.errors import amplitude_residuals, total_counts
 from phaser.engines.grouping import make_groups, pad_groups
+from phaser.engines.loop import EngineImplementation, IterationResult
 from phaser.noise import NOISE_LOSSES
 from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import gap_propagators
@@ -58,16 +62,18 @@ def _group_step(
     setup: Setup,
     params: dict[str, Any],
 ) -> tuple[Variables, Any, Any, Any]:
-    """Forward, score, correct, update: returns variables, solver state, losses ``(B,)``, shifts."""
+    """Forward, score, correct, update: returns variables, solver state, losses and amplitude
+    residuals ``(B,)`` (zero for padding), and the position shifts."""
     forward = forward_group(xp, variables, indices, setup, options)
     measured = setup.patterns[indices]
     model = xp.sum(abs2(xp, forward.far), axis=1)
     losses = NOISE_LOSSES[options.noise_model](xp, model, measured, setup.noise_params) * weights
+    residuals = amplitude_residuals(xp, model, measured) * weights
     corrected = wave_update(options.noise_model)(xp, forward.far, measured, setup.noise_params)
     chi = xp.fft.ifft2(corrected - forward.far, norm="ortho") * weights[:, None, None, None]
     variables, solver_state, chi_first = solver(xp, variables, solver_state, forward, chi, weights, options, params)
     shifts = shift_estimate(xp, forward, chi_first, weights) if options.update_positions else None
-    return variables, solver_state, losses, shifts
+    return variables, solver_state, losses, residuals, shifts
 
 
 @cache
@@ -111,102 +117,136 @@ def _setup(plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarra
     )
 
 
-def run_conventional_engine(
-    plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext
-) -> ReconsState:
-    """Run ``plan.niter`` iterations of ePIE or LSQML on ``state``; returns the updated state.
+@dataclass(frozen=True)
+class ConventionalEngineState:
+    """What the iterations of one ePIE/LSQML run carry: fixed setup plus the evolving variables."""
 
-    ``patterns`` are ``(P, N, N)`` measured intensities, centred. The error of each iteration is the
-    noise model's loss per pattern, averaged over all positions, evaluated during the pass.
-    """
+    plan: ConventionalEnginePlan
+    xp: Any
+    real: Any  # the backend's real dtype
+    setup: Setup
+    solver: Callable[..., Any]
+    finish_iteration: Callable[..., Any] | None
+    position_hook: Any
+    flags: dict[str, Any]
+    model_tilt: bool
+    context: ConstraintContext
+    group_constraints: tuple[Callable[..., Any], ...]
+    iter_constraints: tuple[Callable[..., Any], ...]
+    sampling: np.ndarray  # (2,) [A/px]
+    counts: float  # measured counts of all patterns: the common error's denominator
+    rng: np.random.Generator
+    variables: Variables
+    solver_state: Any
+    previous_move: Any  # (P, 2) the last iteration's position moves [px]
+    positions_A: np.ndarray  # host copy of the positions, for grouping and the state
+
+
+def init_conventional_engine(
+    plan: ConventionalEnginePlan, state: ReconsState, patterns: np.ndarray, ctx: EngineContext
+) -> ConventionalEngineState:
+    """Everything the iterations of ePIE or LSQML need; ``patterns`` are ``(P, N, N)``, centred."""
     backend = ctx.backend
     xp, real = backend.xp, backend.real_dtype
-    noise_name = plan.noise_model.name
-    wave_update(noise_name)  # fails early for a noise model without a wave update
+    wave_update(plan.noise_model.name)  # fails early for a noise model without a wave update
     flags = plan.update_flags()
     position_hook = plan.position_solver
     if position_hook is None and plan.niter > 0 and flag_ever(flags["positions"], plan.niter):
         raise ValueError(f"engines[{ctx.engine_index}].update_positions is on but no position_solver is given")
     solver = plan.solver.function()
     sampling = np.asarray(state.sampling_A, dtype=np.float64)
-    setup = _setup(plan, state, patterns, backend)
     variables = Variables(
         object=backend.asarray(to_numpy(state.object_slices), backend.complex_dtype),
         probe=backend.asarray(to_numpy(state.probe_modes), backend.complex_dtype),
         positions=xp.asarray(np.asarray(to_numpy(state.positions_A)) / sampling, dtype=real),
     )
     init_state = getattr(solver, "init_state", None)
-    finish_iteration = getattr(solver, "finish_iteration", None)
-    solver_state = init_state(xp, variables, plan.solver.props) if init_state else None
-    model_tilt = bool(state.n_slices > 1 and np.any(to_numpy(state.tilt_mrad) != 0))
-    step = _step_function(xp)
-    n_positions = patterns.shape[0]
-    group_size = plan.grouping or n_positions
-    previous_move = xp.zeros((n_positions, 2), dtype=real)
-    positions_A = np.asarray(to_numpy(state.positions_A), dtype=np.float64)
-    observers = ctx.observers
-    context = ConstraintContext.from_state(state)
-    group_constraints = tuple(hook.function() for hook in plan.group_constraints)
-    iter_constraints = tuple(hook.function() for hook in plan.iter_constraints)
+    return ConventionalEngineState(
+        plan=plan,
+        xp=xp,
+        real=real,
+        setup=_setup(plan, state, patterns, backend),
+        solver=solver,
+        finish_iteration=getattr(solver, "finish_iteration", None),
+        position_hook=position_hook,
+        flags=flags,
+        model_tilt=bool(state.n_slices > 1 and np.any(to_numpy(state.tilt_mrad) != 0)),
+        context=ConstraintContext.from_state(state),
+        group_constraints=tuple(hook.function() for hook in plan.group_constraints),
+        iter_constraints=tuple(hook.function() for hook in plan.iter_constraints),
+        sampling=sampling,
+        counts=total_counts(patterns),
+        rng=ctx.rng,
+        variables=variables,
+        solver_state=init_state(xp, variables, plan.solver.props) if init_state else None,
+        previous_move=xp.zeros((patterns.shape[0], 2), dtype=real),
+        positions_A=np.asarray(to_numpy(state.positions_A), dtype=np.float64),
+    )
 
-    try:
-        for i in range(ctx.first_iteration, plan.niter + 1):
-            options = StepOptions(
-                noise_model=noise_name,
-                update_object=flag_at(flags["object"], i),
-                update_probe=flag_at(flags["probe"], i),
-                update_positions=position_hook is not None and flag_at(flags["positions"], i),
-                model_tilt=model_tilt,
-            )
-            params = _numbers(xp, plan.solver.props, i, plan.niter, real)
-            group_params = constraint_params(xp, plan.group_constraints, i, plan.niter, real)
-            iter_params = constraint_params(xp, plan.iter_constraints, i, plan.niter, real)
-            shuffle = True if plan.shuffle_groups is None else flag_at(plan.shuffle_groups, i)
-            indices, weights = pad_groups(make_groups(positions_A, group_size, plan.compact, shuffle, ctx.rng))
-            new_variables, new_state = variables, solver_state
-            total = xp.asarray(0.0, dtype=real)
-            shifts = xp.zeros((n_positions, 2), dtype=real)
-            for group, member in zip(indices, weights, strict=True):
-                group_idx, group_w = xp.asarray(group), xp.asarray(member, dtype=real)
-                new_variables, new_state, losses, group_shifts = step(
-                    solver, options, new_variables, new_state, group_idx, group_w, setup, params
-                )
-                total = total + xp.sum(losses)
-                new_variables = _constrained(xp, group_constraints, new_variables, group_params, context)
-                if options.update_positions:
-                    shifts = scatter_add(xp, shifts, group_idx, group_shifts)
-            if finish_iteration is not None:
-                new_variables, new_state = finish_iteration(xp, new_variables, new_state, options, params)
-            error = float(total) / n_positions
-            size = float(xp.sum(abs2(xp, new_variables.object)) + xp.sum(abs2(xp, new_variables.probe)))
-            if not (np.isfinite(error) and np.isfinite(size)):
-                # keep the last finite iterate in the state; the diverged one is of no use
-                raise FloatingPointError(
-                    f"engines[{ctx.engine_index}]: the error became {error} at iteration {i} (object/probe "
-                    f"{'finite' if np.isfinite(size) else 'not finite'}); lower beta_object/beta_probe "
-                    "or raise the noise model's eps"
-                )
-            new_positions_A, move = positions_A, previous_move
-            if options.update_positions:
-                move = position_hook(xp, shifts, previous_move, i, plan.niter)
-                new_variables = new_variables._replace(positions=new_variables.positions + move.astype(real))
-                logger.debug("iteration %d: positions moved by %.3g px rms", i, rms_move(xp, move))
-            if iter_constraints:
-                # after the position move, so that projections of the positions see this iteration's
-                new_variables = _constrained(xp, iter_constraints, new_variables, iter_params, context)
-            if options.update_positions or iter_constraints:
-                new_positions_A = np.asarray(to_numpy(new_variables.positions), dtype=np.float64) * sampling
-            variables, solver_state, positions_A, previous_move = new_variables, new_state, new_positions_A, move
-            state.iteration += 1
-            state.record_error(error)
-            sync = partial(_write_back, state, variables, positions_A)
-            if observers.iteration_done(state, sync, i, plan.niter):
-                logger.info("engine %d stopped early at iteration %d", ctx.engine_index, i)
-                break
-    finally:
-        # also on Ctrl-C or an error: the state keeps the last completed iteration
-        _write_back(state, variables, positions_A)
-    return state
+
+def _group_pass(
+    engine: ConventionalEngineState, options: StepOptions, indices: np.ndarray, weights: np.ndarray, i: int
+) -> tuple[Variables, Any, Any, Any, Any]:
+    """Every group step of iteration ``i``: variables, solver state, summed loss and residual, shifts."""
+    xp, real, plan = engine.xp, engine.real, engine.plan
+    params = _numbers(xp, plan.solver.props, i, plan.niter, real)
+    group_params = constraint_params(xp, plan.group_constraints, i, plan.niter, real)
+    step = _step_function(xp)
+    variables, solver_state = engine.variables, engine.solver_state
+    loss = residual = xp.asarray(0.0, dtype=real)
+    shifts = xp.zeros(engine.previous_move.shape, dtype=real)
+    for group, member in zip(indices, weights, strict=True):
+        group_idx, group_w = xp.asarray(group), xp.asarray(member, dtype=real)
+        variables, solver_state, losses, residuals, group_shifts = step(
+            engine.solver, options, variables, solver_state, group_idx, group_w, engine.setup, params
+        )
+        loss, residual = loss + xp.sum(losses), residual + xp.sum(residuals)
+        variables = _constrained(xp, engine.group_constraints, variables, group_params, engine.context)
+        if options.update_positions:
+            shifts = scatter_add(xp, shifts, group_idx, group_shifts)
+    if engine.finish_iteration is not None:
+        params = _numbers(xp, plan.solver.props, i, plan.niter, real)
+        variables, solver_state = engine.finish_iteration(xp, variables, solver_state, options, params)
+    return variables, solver_state, loss, residual, shifts
+
+
+def step_conventional_engine(
+    engine: ConventionalEngineState, i: int
+) -> tuple[ConventionalEngineState, IterationResult]:
+    """Iteration ``i``: the group updates, then the position move and the iteration constraints."""
+    xp, real, plan = engine.xp, engine.real, engine.plan
+    options = StepOptions(
+        noise_model=plan.noise_model.name,
+        update_object=flag_at(engine.flags["object"], i),
+        update_probe=flag_at(engine.flags["probe"], i),
+        update_positions=engine.position_hook is not None and flag_at(engine.flags["positions"], i),
+        model_tilt=engine.model_tilt,
+    )
+    shuffle = True if plan.shuffle_groups is None else flag_at(plan.shuffle_groups, i)
+    n_positions = engine.positions_A.shape[0]
+    indices, weights = pad_groups(
+        make_groups(engine.positions_A, plan.grouping or n_positions, plan.compact, shuffle, engine.rng)
+    )
+    variables, solver_state, loss, residual, shifts = _group_pass(engine, options, indices, weights, i)
+    result = IterationResult(error=float(residual) / engine.counts, loss=float(loss) / n_positions)
+    size = float(xp.sum(abs2(xp, variables.object)) + xp.sum(abs2(xp, variables.probe)))
+    if not np.isfinite(size):
+        result = IterationResult(error=float("nan"), loss=result.loss)  # the loop reports the divergence
+    positions_A, move = engine.positions_A, engine.previous_move
+    if options.update_positions:
+        move = engine.position_hook(xp, shifts, engine.previous_move, i, plan.niter)
+        variables = variables._replace(positions=variables.positions + move.astype(real))
+        logger.debug("iteration %d: positions moved by %.3g px rms", i, rms_move(xp, move))
+    if engine.iter_constraints:
+        # after the position move, so that projections of the positions see this iteration's
+        iter_params = constraint_params(xp, plan.iter_constraints, i, plan.niter, real)
+        variables = _constrained(xp, engine.iter_constraints, variables, iter_params, engine.context)
+    if options.update_positions or engine.iter_constraints:
+        positions_A = np.asarray(to_numpy(variables.positions), dtype=np.float64) * engine.sampling
+    new_engine = replace(
+        engine, variables=variables, solver_state=solver_state, positions_A=positions_A, previous_move=move
+    )
+    return new_engine, result
 
 
 def _constrained(
@@ -219,12 +259,18 @@ def _constrained(
     return Variables(**{name: constrained[name] for name in Variables._fields})
 
 
-def _write_back(state: ReconsState, variables: Variables, positions_A: np.ndarray) -> ReconsState:
-    """Copy the engine's variables into ``state``; ``positions_A`` is the host copy of the positions [A].
-
-    ``initial_positions_A`` is left as it is.
-    """
-    state.object_slices = variables.object
-    state.probe_modes = variables.probe
-    state.positions_A = positions_A.copy()
+def write_back_conventional_engine(engine: ConventionalEngineState, state: ReconsState) -> ReconsState:
+    """Copy the engine's variables into ``state`` (``initial_positions_A`` is left as it is)."""
+    state.object_slices = engine.variables.object
+    state.probe_modes = engine.variables.probe
+    state.positions_A = engine.positions_A.copy()
     return state
+
+
+CONVENTIONAL_ENGINE = EngineImplementation(
+    init=init_conventional_engine,
+    step=step_conventional_engine,
+    write_back=write_back_conventional_engine,
+    divergence_hint="lower beta_object/beta_probe or raise the noise model's eps",
+)
+"""ePIE and LSQML for :mod:`phaser.engines.loop` (registered as ``type: conventional``)."""
