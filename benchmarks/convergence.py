@@ -5,7 +5,7 @@ The datasets are those of ``speed_gradient.py`` (simulated once and cached: 32x3
 noise, seed 0; 1 slice, and 4 slices of 10 A). Every engine starts from the same state (plan seed 0,
 focused probe of the simulation's aberrations, raster scan of the data file, uniform object) and
 uses the same noise model, ``amplitude`` with eps 0.1, so that all three report the same quantity:
-the noise model's loss per pattern, averaged over all positions during the pass. The solver
+the noise model's loss per pattern (``loss_history``), averaged over all positions during the pass. The solver
 settings are the shared plans' (``/work/shared/phaserem-plans``): gradient grouping 64, Adam lr 0.01
 (Nesterov) on object and probe; ePIE grouping 16, beta 0.5 / 0.5; LSQML grouping 64, beta 1 / 1,
 gamma 1e-4, illum_reg 0.01 / 0.01 (the shared LSQML plan's Anscombe and the gradient plans' Poisson
@@ -198,7 +198,8 @@ def run_engine(plan_dict: dict[str, Any], work_dir: Path, truth: dict[str, Any],
     durations = recorder.durations
     return {
         "plan": plan_dict,
-        "errors": [float(e) for e in state.error_history],
+        "errors": [float(e) for e in state.loss_history],  # the amplitude loss, as truth_loss
+        "r_factors": [float(e) for e in state.error_history],
         "iteration_s": durations,
         "s_per_iter": float(np.median(durations[1:] or durations)),
         "wall_s": wall,

@@ -19,7 +19,7 @@ def error_curve_figure(
     error_history: Sequence[float],
     engine_boundaries: Sequence[int] = (),
     dpi: int = 100,
-    ylabel: str = "error per pattern",
+    ylabel: str = "amplitude R-factor",
 ) -> Figure:
     """The error after each iteration (x = iteration, from 1), on a log scale when all are positive.
 
