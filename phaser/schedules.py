@@ -2,9 +2,10 @@
 
 A flag is ``true``/``false`` or ``{after, every, before}``: on at engine iteration ``i`` (counted
 from 1) when ``i > after``, ``(i - after) % every == 0`` and ``i < before``. A schedule is a
-number or ``{type: constant | piecewise | expr | cosine | exponential, ...}``. Both are evaluated
-on the host once per iteration, and the engines pass the values as traced arguments, so a new
-value never forces a recompile.
+number or ``{type: constant | piecewise | expr | cosine | exponential, ...}``; ``cosine`` and
+``exponential`` are optax's schedules, evaluated at step ``i - 1``. Both are evaluated on the host
+once per iteration, and the engines pass the values as traced arguments, so a new value never
+forces a recompile.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
@@ -104,9 +106,34 @@ def _eval_node(node: ast.AST, names: dict[str, float]) -> float:
     raise ValueError(f"unsupported element {ast.dump(node)[:60]!r}")
 
 
+MAX_EXPR_LENGTH = 1000
+"""Longest expression accepted [characters]: longer ones exhaust the parser's stack, not a ValueError."""
+
+
 def evaluate_expression(expr: str, i: int, niter: int) -> float:
     """Evaluate an arithmetic expression of ``i`` and ``niter`` (no Python code is executed)."""
-    return _eval_node(ast.parse(expr, mode="eval"), {"i": i, "niter": niter})
+    if len(expr) > MAX_EXPR_LENGTH:
+        raise ValueError(f"longer than {MAX_EXPR_LENGTH} characters")
+    try:
+        return _eval_node(ast.parse(expr, mode="eval"), {"i": i, "niter": niter})
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _evaluate(schedule: Callable[[int], Any], count: int) -> float:
+    """An optax schedule's value at step ``count``, computed in double precision (on the CPU if there is one).
+
+    The value is a Python float as the other schedules' are, whatever the run's precision or device.
+    """
+    import jax
+
+    enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # older jax
+    try:
+        host = jax.devices("cpu")[0]
+    except RuntimeError:  # JAX_PLATFORMS without cpu
+        host = None
+    with enable_x64(True), jax.default_device(host):
+        return float(schedule(count))
 
 
 class ConstantSchedule(_Model):
@@ -145,9 +172,9 @@ class ExprSchedule(_Model):
         try:
             evaluate_expression(expr, 1, 1)
         except (SyntaxError, ValueError, ZeroDivisionError, OverflowError) as exc:
-            raise ValueError(
-                f"cannot evaluate {expr!r} with i, niter, pi, e, exp, log, sqrt, cos, sin, min, max: {exc}"
-            ) from exc
+            shown = expr if len(expr) <= 80 else expr[:77] + "..."
+            names = ", ".join((*EXPR_VARIABLES, *_CONSTANTS, *_FUNCTIONS))
+            raise ValueError(f"cannot evaluate {shown!r} with {names}: {exc}") from exc
         return expr
 
     def at(self, i: int, niter: int) -> float:
@@ -155,7 +182,11 @@ class ExprSchedule(_Model):
 
 
 class CosineSchedule(_Model):
-    """Cosine decay from ``init`` to ``final`` over ``steps`` iterations (default: the whole engine)."""
+    """Cosine decay from ``init`` (iteration 1) to ``final`` (iteration ``steps + 1`` and after).
+
+    ``final + (init - final) (1 + cos(pi min(i - 1, steps) / steps)) / 2``; ``steps`` defaults to
+    the engine's ``niter``, whose last iteration is then one step short of ``final``.
+    """
 
     type: Literal["cosine"] = "cosine"
     init: float
@@ -163,9 +194,12 @@ class CosineSchedule(_Model):
     steps: int | None = Field(None, ge=1)
 
     def at(self, i: int, niter: int) -> float:
-        steps = self.steps or niter
-        frac = min(max(i - 1, 0), steps) / steps
-        return self.final + 0.5 * (self.init - self.final) * (1 + math.cos(math.pi * frac))
+        import optax  # here, not at the top: importing the plan schema need not load jax
+
+        # optax counts steps from 0 and decays to alpha * init: decay the difference to 0 instead,
+        # which also allows init = 0 (a rise) and init < final
+        decay = optax.cosine_decay_schedule(self.init - self.final, self.steps or max(niter, 1))
+        return self.final + _evaluate(decay, max(i - 1, 0))
 
 
 class ExponentialSchedule(_Model):
@@ -177,7 +211,11 @@ class ExponentialSchedule(_Model):
     floor: float = 0.0
 
     def at(self, i: int, niter: int) -> float:
-        return max(self.init * self.rate ** (i - 1), self.floor)
+        import optax  # here, not at the top: importing the plan schema need not load jax
+
+        # the floor is applied here: optax's end_value is an upper bound when rate > 1
+        decay = optax.exponential_decay(self.init, transition_steps=1, decay_rate=self.rate)
+        return max(_evaluate(decay, max(i - 1, 0)), self.floor)
 
 
 ScheduleModel = Annotated[

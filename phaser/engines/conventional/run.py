@@ -139,6 +139,7 @@ class ConventionalEngineState:
     variables: Variables
     solver_state: Any
     previous_move: Any  # (P, 2) the last iteration's position moves [px]
+    initial_positions_px: Any  # (P, 2) the positions whose mean refinement keeps [px]
     positions_A: np.ndarray  # host copy of the positions, for grouping and the state
 
 
@@ -180,6 +181,7 @@ def init_conventional_engine(
         variables=variables,
         solver_state=init_state(xp, variables, plan.solver.props) if init_state else None,
         previous_move=xp.zeros((patterns.shape[0], 2), dtype=real),
+        initial_positions_px=xp.asarray(np.asarray(state.initial_positions_A) / sampling, dtype=real),
         positions_A=np.asarray(to_numpy(state.positions_A), dtype=np.float64),
     )
 
@@ -235,7 +237,11 @@ def step_conventional_engine(
     positions_A, move = engine.positions_A, engine.previous_move
     if options.update_positions:
         move = engine.position_hook(xp, shifts, engine.previous_move, i, plan.niter)
-        variables = variables._replace(positions=variables.positions + move.astype(real))
+        positions = variables.positions + move.astype(real)
+        # the mean shift from the initial positions is not the data's to decide (a common shift of
+        # positions and object leaves the patterns as they are): remove it, as the gradient engine does
+        drift = xp.mean(positions - engine.initial_positions_px, axis=0)
+        variables = variables._replace(positions=positions - drift)
         logger.debug("iteration %d: positions moved by %.3g px rms", i, rms_move(xp, move))
     if engine.iter_constraints:
         # after the position move, so that projections of the positions see this iteration's
