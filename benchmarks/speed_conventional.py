@@ -9,15 +9,21 @@ pattern; 1 and 4 slices, simulated once and cached) and the shared plans of the 
   gamma 1e-4, illum_reg 0.01 on object and probe;
 
 each run on numpy and on jax, and (the "extra" rows) ePIE on the 4-slice data and LSQML on the
-1-slice data with otherwise the same settings. Every row runs the *same* plan file with this package
+1-slice data with otherwise the same settings, LSQML also at grouping 16 (the grouping of the ePIE
+plan). Every row runs the *same* plan file with this package
 (``run_plan`` in a child process, an observer timestamping every iteration; the conventional
 engine reads its error back every iteration, so the timestamps are synchronous) and with the
 original package (``phaser run plan.yaml``, its ``Finished iter`` log lines), alternating,
-``--repeats`` times. The helpers (data, plans, child processes, log parsing, summaries) are those of
-``speed_gradient.py``.
+``--repeats`` times; with ``--baseline-tree`` also with a second source tree of this package (e.g.
+``git archive HEAD phaser | tar -x -C /tmp/before``), the three alternating within every repeat.
+``--ours-tree`` points "ours" at a source tree other than the installed one. Both trees are put
+first on ``PYTHONPATH`` of their child processes. Ratios are reported per repeat (min-max spread).
+The helpers (data, plans, child processes, log parsing, summaries) are those of ``speed_gradient.py``.
 
 Per run: ``s/iter`` is the median of iterations 2..n, ``compile`` the first iteration minus that
-median, ``peak MiB`` the child's ``ru_maxrss``. The reported run is the one with the median s/iter.
+median, ``peak MiB`` the child's ``ru_maxrss``; for this package also ``CPU s/iter``, the median
+process CPU time of iterations 2..n, which a loaded machine does not inflate as it does the wall
+time (the original package's log gives only wall times). The reported run is the one with the median s/iter.
 A floor column multiplies the FFTs per iteration (see :func:`ffts_per_position`) by the time of one
 64x64 complex64 FFT at the group's batch size on that backend (jitted jax loop, or ``np.fft.fft2``).
 Run ``python benchmarks/speed_conventional.py --help``.
@@ -57,10 +63,12 @@ class Row:
     n_slices: int
     backend: str  # "numpy" or "jax"
     extra: bool = False  # not one of the shared plans' own engine/slice combinations
+    group_size: int | None = None  # None: the shared plan's grouping
 
     @property
     def name(self) -> str:
-        return f"{self.solver}_{self.n_slices}slice_{self.backend}"
+        suffix = "" if self.group_size is None else f"_g{self.group_size}"
+        return f"{self.solver}_{self.n_slices}slice_{self.backend}{suffix}"
 
     @property
     def source_plan(self) -> str:
@@ -69,6 +77,8 @@ class Row:
 
     @property
     def grouping(self) -> int:
+        if self.group_size is not None:
+            return self.group_size
         return 16 if self.solver == "epie" else 64
 
 
@@ -81,6 +91,7 @@ ROWS = [
     Row("epie", 4, "jax", extra=True),
     Row("lsqml", 1, "jax", extra=True),
     Row("lsqml", 1, "numpy", extra=True),
+    Row("lsqml", 1, "jax", extra=True, group_size=16),
 ]
 ROWS_BY_NAME = {row.name: row for row in ROWS}
 
@@ -88,13 +99,14 @@ ROWS_BY_NAME = {row.name: row for row in ROWS}
 def template_plan(row: Row, plans_dir: Path, out_dir: Path) -> Path:
     """The shared plan turned into this row's (backend, data, slices); ``${DATA}`` kept.
 
-    Only ``backend``, ``raw_data.path``, ``slices`` and ``name`` change; engine, grouping, noise
-    model and solver parameters stay those of the shared plan.
+    Only ``backend``, ``raw_data.path``, ``slices``, ``name`` and (rows with a ``group_size``) the
+    grouping change; engine, noise model and solver parameters stay those of the shared plan.
     """
     plan = yaml.safe_load((plans_dir / row.source_plan).read_text())
     plan["name"] = row.name
     plan["backend"] = row.backend
     plan["raw_data"]["path"] = f"${{DATA}}/sim_{row.n_slices}slice.npy"
+    plan["engines"][0]["grouping"] = row.grouping
     if row.n_slices == 1:
         plan.pop("slices", None)
     else:
@@ -170,6 +182,116 @@ def measure_ffts_in_child() -> dict[str, float]:
 
 
 @contextlib.contextmanager
+def _pythonpath(tree: Path | None) -> Iterator[None]:
+    """``PYTHONPATH`` starting with source tree ``tree`` meanwhile (unchanged for None)."""
+    if tree is None:
+        yield
+        return
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(tree), *([saved] if saved else [])])
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+@dataclass
+class TreeTiming(sg.RunTiming):
+    """A run of this package: :class:`speed_gradient.RunTiming` plus CPU seconds and where it came from."""
+
+    cpu_s_per_iter: float = 0.0  # median process CPU time of iterations 2..n [s]
+    phaser_path: str = ""
+
+
+def worker(plan_path: Path, out_path: Path) -> None:
+    """Child-process entry: run the plan, timestamping every iteration in wall and process CPU time.
+
+    The CPU seconds per iteration are this process's own work: unlike the wall time they do not grow
+    when other processes share the cores.
+    """
+    from phaser.observers import Observer
+    from phaser.plan import load_plans
+    from phaser.run import run_plan
+
+    class IterationTimer(Observer):
+        """``perf_counter`` and ``process_time`` at engine start and after every iteration."""
+
+        def __init__(self) -> None:
+            self.engine_start_s = self.engine_start_cpu_s = 0.0
+            self.iteration_end_s: list[float] = []
+            self.iteration_end_cpu_s: list[float] = []
+
+        def engine_started(self, index: int, engine: Any, state: Any) -> None:
+            self.engine_start_s, self.engine_start_cpu_s = time.perf_counter(), time.process_time()
+
+        def iteration_done(self, state: Any, sync: Any, i: int, niter: int) -> bool:
+            self.iteration_end_s.append(time.perf_counter())
+            self.iteration_end_cpu_s.append(time.process_time())
+            return False
+
+    (plan,) = load_plans(plan_path)
+    timer = IterationTimer()
+    state = run_plan(plan, [timer])
+    record = {
+        "engine_start_s": timer.engine_start_s,
+        "iteration_end_s": timer.iteration_end_s,
+        "engine_start_cpu_s": timer.engine_start_cpu_s,
+        "iteration_end_cpu_s": timer.iteration_end_cpu_s,
+        "errors": [float(e) for e in state.error_history],
+        "phaser_path": str(Path(sys.modules["phaser"].__file__).parent),
+    }
+    out_path.write_text(json.dumps(record))
+
+
+def _run_tree(
+    tree: Path | None, label: str, case: Any, plan_path: Path, work_dir: Path, niter: int, repeat: int
+) -> TreeTiming:
+    """Our package from source tree ``tree`` (None: the installed one) on ``plan_path`` in a child
+    process; its timings labelled ``label``, with the median CPU seconds of iterations 2..n."""
+    stem = f"ours_{case.name}_{label}_r{repeat}"
+    timings_path = work_dir / f"{stem}_timings.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(plan_path), str(timings_path)]
+    load = os.getloadavg()[0]
+    with _pythonpath(tree):
+        wall, peak, cpu = sg.run_child(command, work_dir / f"{stem}.log", work_dir)
+    record = json.loads(timings_path.read_text())
+    ends = [record["engine_start_s"], *record["iteration_end_s"]]
+    cpu_ends = [record["engine_start_cpu_s"], *record["iteration_end_cpu_s"]]
+    return TreeTiming(
+        package=label,
+        case=case.name,
+        niter=niter,
+        durations_s=[float(d) for d in np.diff(ends)],
+        peak_mib=peak,
+        wall_s=wall,
+        cpu_s=cpu,
+        final_error=record["errors"][-1],
+        load_avg_before=load,
+        method="observer timestamps (perf_counter, process_time) after each iteration; engine start to iter 1",
+        repeat=repeat,
+        cpu_s_per_iter=float(np.median(np.diff(cpu_ends)[1:])),
+        phaser_path=record["phaser_path"],
+    )
+
+
+def _summary(runs: list[TreeTiming]) -> dict[str, Any]:
+    """``sg.run_summary`` plus each repeat's CPU seconds per iteration (and their median)."""
+    record = sg.run_summary(runs)  # type: ignore[arg-type]
+    record["repeats_cpu_s_per_iter"] = [run.cpu_s_per_iter for run in runs]
+    record["cpu_s_per_iter"] = float(np.median(record["repeats_cpu_s_per_iter"]))
+    return record
+
+
+def _ratio_spread(numerators: list[sg.RunTiming], denominators: list[sg.RunTiming]) -> dict[str, float]:
+    """Per-repeat ratios of s/iter (runs of one repeat ran back to back): median, min, max."""
+    ratios = [a.s_per_iter / b.s_per_iter for a, b in zip(numerators, denominators, strict=True)]
+    return {"median": float(np.median(ratios)), "min": min(ratios), "max": max(ratios)}
+
+
+@contextlib.contextmanager
 def _without_pythonpath() -> Iterator[None]:
     """``PYTHONPATH`` unset meanwhile: the original package is also called ``phaser``, so a
     ``PYTHONPATH`` that points this package at a checkout would shadow it in phaserem's venv."""
@@ -195,11 +317,15 @@ def benchmark_row(
     npy_path = sg.simulate_case(case, args.data_dir)
     n_positions = int(np.prod(np.load(npy_path, mmap_mode="r").shape[:2]))
     plan_path = sg.write_plan(case, args.data_dir, work_dir, niter, plans_dir=plans_dir)
-    ours: list[sg.RunTiming] = []
+    ours: list[TreeTiming] = []
     theirs: list[sg.RunTiming] = []
+    before: list[TreeTiming] = []
     for repeat in range(args.repeats):
-        ours.append(sg.run_ours(case, plan_path, work_dir, niter, repeat))
+        ours.append(_run_tree(args.ours_tree, "phaser", case, plan_path, work_dir, niter, repeat))
         sg.report_run(ours[-1])
+        if args.baseline_tree is not None:
+            before.append(_run_tree(args.baseline_tree, "before", case, plan_path, work_dir, niter, repeat))
+            sg.report_run(before[-1])
         if phaserem_bin is not None:
             with _without_pythonpath():
                 theirs.append(sg.run_phaserem(phaserem_bin, case, args.data_dir, work_dir, niter, repeat, plans_dir))
@@ -215,20 +341,28 @@ def benchmark_row(
         "extra": row.extra,
         "n_positions": n_positions,
         "plan": str(plan_path),
-        "ours": sg.run_summary(ours),
+        "ours": _summary(ours),
         "floor": {"ffts_per_iter": n_ffts, "fft_s": fft_s, "floor_s": n_ffts * fft_s},
     }
     record["ratio_ours_over_floor"] = sg.median_run(ours).s_per_iter / record["floor"]["floor_s"]
     if theirs:
         record["phaserem"] = sg.run_summary(theirs)
         record["ratio_phaserem_over_ours"] = sg.median_run(theirs).s_per_iter / sg.median_run(ours).s_per_iter
+        record["ratio_phaserem_over_ours_per_repeat"] = _ratio_spread(theirs, ours)
+    if before:
+        record["before"] = _summary(before)
+        record["ratio_before_over_ours_per_repeat"] = _ratio_spread(before, ours)
+        if theirs:
+            record["ratio_phaserem_over_before_per_repeat"] = _ratio_spread(theirs, before)
     return record
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The results as a Markdown table, one row per engine / slices / backend."""
     head = (
-        "| engine | slices | backend | niter | ours s/iter | phaserem s/iter | phaserem / ours | ours compile s | "
+        "| engine | slices | grouping | backend | niter | ours s/iter | before s/iter | phaserem s/iter | "
+        "ours CPU s/iter | before CPU s/iter | "
+        "phaserem / ours (per repeat: median, min-max) | phaserem / before | before / ours | ours compile s | "
         "phaserem compile s | ours peak MiB | phaserem peak MiB | ours cores busy | phaserem cores busy | "
         "FFT floor s/iter | ours / floor |"
     )
@@ -236,14 +370,21 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         ours, theirs = row["ours"], row.get("phaserem")
         engine = ("ePIE" if row["solver"] == "epie" else "LSQML") + (" (extra)" if row["extra"] else "")
+        before = row.get("before")
         cells = [
             engine,
             str(row["n_slices"]),
+            str(row["grouping"]),
             row["backend"],
             str(ours["niter"]),
             f"{ours['s_per_iter']:.3f}",
+            sg._fmt(before and before["s_per_iter"]),
             sg._fmt(theirs and theirs["s_per_iter"]),
-            sg._fmt(row.get("ratio_phaserem_over_ours"), 2),
+            f"{ours['cpu_s_per_iter']:.3f}",
+            sg._fmt(before and before["cpu_s_per_iter"]),
+            _fmt_spread(row.get("ratio_phaserem_over_ours_per_repeat")),
+            _fmt_spread(row.get("ratio_phaserem_over_before_per_repeat")),
+            _fmt_spread(row.get("ratio_before_over_ours_per_repeat")),
             f"{ours['compile_s']:.2f}",
             sg._fmt(theirs and theirs["compile_s"], 2),
             f"{ours['peak_mib']:.0f}",
@@ -255,6 +396,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _fmt_spread(spread: dict[str, float] | None) -> str:
+    if spread is None:
+        return "-"
+    return f"{spread['median']:.2f} ({spread['min']:.2f}-{spread['max']:.2f})"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -289,12 +436,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-compare", action="store_true", help="skip the phaserem runs")
     parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="a source tree of this package (holding phaser/) to run beside ours, labelled 'before'",
+    )
+    parser.add_argument(
+        "--ours-tree",
+        type=Path,
+        default=None,
+        help="the source tree (holding phaser/) of 'ours' (default: the installed package)",
+    )
+    parser.add_argument(
         "--plans-dir",
         type=Path,
         default=sg.SHARED_PLANS,
         help="folder of epie_1slice_numpy.yaml / lsqml_4slice_jax.yaml",
     )
     parser.add_argument("--fft-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--results",
         type=Path,
@@ -307,6 +467,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print and save the table."""
     args = parse_args(argv)
+    if args.worker:
+        worker(*args.worker)
+        return 0
     if args.fft_worker:
         print(json.dumps(measure_ffts()))
         return 0
@@ -335,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": sg.machine(),
         "versions": sg.versions(phaserem_bin),
         "phaser_path": str(Path(sys.modules["phaser"].__file__).parent),
+        "ours_tree": str(args.ours_tree or "installed package"),
+        "baseline_tree": str(args.baseline_tree) if args.baseline_tree else None,
         "fft_s_before": ffts,
         "fft_s_after": ffts_after,
         "fft_method": "jax: best of 5 jitted fori_loops of 200 fft2 (ortho); numpy: best of 5 loops of 20 "

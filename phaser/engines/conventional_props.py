@@ -30,6 +30,11 @@ class LSQMLSolverProps(HookProps):
         1e-2, description="delta_P: regularization of the object-transparency normalisation"
     )
     gamma: NonNegativeSchedule = Field(1e-4, description="regularization of the per-position step denominator")
+    step_reg: NonNegativeSchedule = Field(
+        1.0,
+        description="regularization of the group's mean step [positions]: a pixel seen by k positions of a group "
+        "moves by about k / (k + step_reg) of their mean step (0: the plain mean, full steps from single positions)",
+    )
 
 
 class PositionSolverProps(HookProps):

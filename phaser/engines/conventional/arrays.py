@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from phaser.physics.multislice import object_patches
+
 # Floor of denominators: keeps every division finite without changing any non-degenerate value.
 TINY = 1e-30
 
@@ -49,12 +51,51 @@ def patch_indices(xp: ModuleType, top_left: Any, patch_shape: tuple[int, int], o
 
 
 def add_patches(xp: ModuleType, object_shape: tuple[int, int], top_left: Any, patches: Any) -> Any:
-    """Sum of ``patches`` ``(B, N, N)`` placed at ``top_left`` on a zero ``object_shape`` array."""
+    """Sum of ``patches`` ``(B, N, N)`` placed at ``top_left`` on a zero ``object_shape`` array.
+
+    ``top_left`` must keep every patch inside the object.
+    """
+    if is_jax(xp):
+        return _add_patches_jax(object_shape, top_left, patches)
     index = patch_indices(xp, top_left, patches.shape[-2:], object_shape).reshape(-1)
     flat = xp.zeros(object_shape[0] * object_shape[1], dtype=patches.dtype)
     return scatter_add(xp, flat, index, patches.reshape(-1)).reshape(object_shape)
 
 
+def _add_patches_jax(object_shape: tuple[int, int], top_left: Any, patches: Any) -> Any:
+    # one in-place slice update per patch: on the CPU about 15x faster than XLA's element-wise scatter
+    import jax
+
+    def add_one(j: Any, total: Any) -> Any:
+        corner = (top_left[j, 0], top_left[j, 1])
+        current = jax.lax.dynamic_slice(total, corner, patches.shape[-2:])
+        return jax.lax.dynamic_update_slice(total, current + patches[j], corner)
+
+    zero = jax.numpy.zeros(object_shape, dtype=patches.dtype)
+    return jax.lax.fori_loop(0, patches.shape[0], add_one, zero)
+
+
+def cut_patches(xp: ModuleType, obj: Any, top_left: Any, patch_shape: tuple[int, int]) -> Any:
+    """Patches ``(B, S, N, N)`` of ``obj`` ``(S, Ny, Nx)`` at ``top_left`` ``(B, 2)`` (inside the object).
+
+    On jax one ``dynamic_slice`` per position (about 1.6x faster on the CPU than an index gather).
+    """
+    if not is_jax(xp):
+        return object_patches(xp, obj, top_left, patch_shape)
+    import jax
+
+    def cut(corner: Any) -> Any:
+        return jax.lax.dynamic_slice(obj, (0, corner[0], corner[1]), (obj.shape[0], *patch_shape))
+
+    return jax.vmap(cut)(top_left)
+
+
 def abs2(xp: ModuleType, z: Any) -> Any:
-    """``|z|^2`` without the square root of ``abs``."""
+    """``|z|^2`` without the square root of ``abs``.
+
+    On jax as ``Re(z conj(z))``, which XLA fuses into one pass (about 2x faster on the CPU than
+    squaring the real and imaginary parts, each of which it extracts in a pass of its own).
+    """
+    if is_jax(xp) and xp.iscomplexobj(z):
+        return xp.real(z * xp.conj(z))
     return xp.real(z) ** 2 + xp.imag(z) ** 2

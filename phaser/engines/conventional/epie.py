@@ -11,7 +11,8 @@ J. Opt. Soc. Am. A 29 (2012) 1606 (3PIE). With ``chi_s`` the correction of the w
   through the gap before it (the conjugate propagator) it becomes ``chi_{s-1}``;
 - probe: ``P += beta_P * mean_j unshift(conj(O_1) chi_1 / max|O_1|^2)``.
 
-Every update of a group is computed from the variables as they were before it.
+Every update of a group is computed from the variables as they were before it. Complex arrays are
+multiplied by real reciprocals rather than divided by reals (a complex division costs more).
 """
 
 from __future__ import annotations
@@ -56,12 +57,12 @@ def epie_update(
         patch = forward.patches[:, s, None]
         if options.update_object:
             peak = xp.max(xp.sum(abs2(xp, wave_in), axis=1), axis=(-2, -1), keepdims=True)
-            step = xp.sum(xp.conj(wave_in) * chi, axis=1) / xp.maximum(peak, TINY)
+            step = xp.sum(xp.conj(wave_in) * chi, axis=1) * (1.0 / xp.maximum(peak, TINY))
             object_steps[s] = add_patches(xp, object_shape, forward.top_left, step)
         if s == 0:
             chi_first = chi
         peak_object = xp.max(abs2(xp, patch), axis=(-2, -1), keepdims=True)
-        chi = xp.conj(patch) * chi / xp.maximum(peak_object, TINY)  # now: correction of psi_s
+        chi = xp.conj(patch) * chi * (1.0 / xp.maximum(peak_object, TINY))  # now: correction of psi_s
         if s > 0:
             chi = propagate(xp, chi, xp.conj(gap_propagator(forward.propagators, s - 1)))
 
@@ -71,6 +72,7 @@ def epie_update(
         obj = obj + (params["beta_object"] / n_slices) * xp.stack(object_steps).astype(obj.dtype)
     probe = variables.probe
     if options.update_probe:
-        probe_step = unshift(xp, chi, forward.ramps) / xp.maximum(xp.sum(weights), 1.0)
+        ramps = forward.ramps if forward.ramp_factors is None else forward.ramp_factors
+        probe_step = unshift(xp, chi, ramps) * (1.0 / xp.maximum(xp.sum(weights), 1.0))
         probe = probe + (params["beta_probe"] * probe_step).astype(probe.dtype)
     return variables._replace(object=obj, probe=probe), solver_state, chi_first

@@ -11,16 +11,26 @@ over the group's positions ``j`` and modes ``m``:
 - per position ``j`` the step ``(a_O, a_P)`` minimises ``|chi_j - a_O dO psi_j - a_P O_j dP_j|^2``
   (the 2x2 normal equations; one unknown when only one variable is refined) with the diagonal
   damped by ``(1 + gamma)`` (Levenberg-Marquardt);
-- the update is the illumination-weighted mean of the per-position steps, relaxed by ``beta``:
-  ``O_s += beta_O dO_s sum_j a_O,j |psi_s,j|^2 / sum_j |psi_s,j|^2`` and
-  ``P += beta_P dP sum_j a_P,j |O_1,j|^2 / sum_j |O_1,j|^2``. A per-pixel mean of the steps, so the
-  update does not shrink (or grow) with the group size;
+- the update is the illumination-weighted mean of the per-position steps, regularised and relaxed:
+  ``O_s += beta_O dO_s sum_j a_O,j |psi_s,j|^2 / (sum_j |psi_s,j|^2 + step_reg * max_j |psi_s,j|^2)``
+  and ``P += beta_P dP sum_j a_P,j |O_1,j|^2 / (sum_j |O_1,j|^2 + step_reg * max_j |O_1,j|^2)``;
 - the wave entering slice ``s`` is corrected by ``conj(O_s) chi_s / max|O_s|^2`` and propagated back
   to become ``chi_{s-1}``.
 
+Why the regularised mean: each ``a_j`` is the step that fits position ``j``'s own pattern, noise
+included. Where a pixel is seen by many positions of the group their fits average the noise out;
+where it is seen by one (small or sparse groups) an unregularised mean takes that one position's fit
+at full length, so the object follows each pattern's noise in turn and the error grows with the
+iterations (measured on simulated SrTiO3 at 1.3e4 e/pattern: grouping 4 diverged within 60
+iterations). ``step_reg`` counts as that many positions, seen at the peak illumination, that ask for
+no change: a pixel seen by ``k`` positions of a group moves by about ``k / (k + step_reg)`` of their
+mean step, so large groups keep nearly the full step and few positions take a proportionally shorter
+one. ``step_reg = 0`` is the plain mean.
+
 ``stochastic: true`` applies each group's update at once. ``stochastic: false`` accumulates the
 numerators ``dO sum_j a_j |psi_j|^2`` and the illumination sums over the iteration (progressively,
-group by group) and applies their ratio once at its end.
+group by group) and applies their ratio once at its end (``step_reg`` then counts once per iteration,
+against the largest single-position illumination of any group).
 """
 
 from __future__ import annotations
@@ -71,6 +81,15 @@ def optimal_steps(
     return (ac * bb - bc * ab) / det, (bc * aa - ac * ab) / det
 
 
+def regularised_mean(weighted_steps: Any, weights: Any, peak: Any, step_reg: Any) -> Any:
+    """Mean step per pixel ``sum_j a_j w_j / (sum_j w_j + step_reg * peak)``.
+
+    ``weighted_steps = sum_j a_j w_j`` and ``weights = sum_j w_j`` are per pixel; ``peak`` is the
+    largest single-position weight ``max_j w_j`` (a scalar, or one per slice broadcast against them).
+    """
+    return weighted_steps / (weights + step_reg * peak + TINY)
+
+
 def _init_state(xp: ModuleType, variables: Variables, props: LSQMLSolverProps) -> dict[str, Any]:
     """Accumulators of the iteration for ``stochastic: false``; none otherwise."""
     if getattr(props, "stochastic", True):
@@ -80,22 +99,32 @@ def _init_state(xp: ModuleType, variables: Variables, props: LSQMLSolverProps) -
     return {
         "object_num": xp.zeros_like(obj),
         "object_weight": xp.zeros(obj.shape, dtype=real),
+        "object_peak": xp.zeros(obj.shape[0], dtype=real),
         "probe_num": xp.zeros_like(probe),
         "probe_weight": xp.zeros(probe.shape[-2:], dtype=real),
+        "probe_peak": xp.zeros((), dtype=real),
     }
+
+
+def _accumulate(xp: ModuleType, state: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+    """Sums of the numerators and illuminations over the groups; the largest peak of any group."""
+    return {k: xp.maximum(state[k], group[k]) if k.endswith("_peak") else state[k] + group[k] for k in state}
 
 
 def _apply(
     xp: ModuleType, variables: Variables, numerators: dict[str, Any], params: dict[str, Any], options: StepOptions
 ) -> Variables:
     obj, probe = variables.object, variables.probe
+    step_reg = params.get("step_reg", 0.0)
     if options.update_object:
-        step = numerators["object_num"] / (numerators["object_weight"] + TINY)
+        peak = numerators["object_peak"][:, None, None]
+        step = regularised_mean(numerators["object_num"], numerators["object_weight"], peak, step_reg)
         # each slice's step is optimal for the whole residual on its own; taken together the S slices
         # would overshoot about S-fold (measured: 4 slices at beta 1 oscillated), so they share it
         obj = obj + (params["beta_object"] / obj.shape[0] * step).astype(obj.dtype)
     if options.update_probe:
-        step = numerators["probe_num"] / (numerators["probe_weight"] + TINY)
+        peak = numerators["probe_peak"]
+        step = regularised_mean(numerators["probe_num"], numerators["probe_weight"], peak, step_reg)
         probe = probe + (params["beta_probe"] * step).astype(probe.dtype)
     return variables._replace(object=obj, probe=probe)
 
@@ -121,8 +150,10 @@ def lsqml_update(
     real = xp.real(obj).dtype
     object_num: list[Any] = [xp.zeros(object_shape, dtype=obj.dtype)] * n_slices
     object_weight: list[Any] = [xp.zeros(object_shape, dtype=real)] * n_slices
+    object_peak: list[Any] = [xp.zeros((), dtype=real)] * n_slices
     probe_num = xp.zeros_like(probe)
     probe_weight = xp.zeros(probe.shape[-2:], dtype=real)
+    probe_peak = xp.zeros((), dtype=real)
     chi_first = chi
     member = weights[:, None, None]
     for s in reversed(range(n_slices)):
@@ -147,10 +178,12 @@ def lsqml_update(
             weighted = add_patches(xp, object_shape, forward.top_left, step_object[:, None, None] * illum_j)
             object_num[s] = (direction * weighted).astype(obj.dtype)
             object_weight[s] = illum
+            object_peak[s] = xp.max(illum_j)
         if probe_term is not None:
             weighted_probe = xp.sum(step_probe[:, None, None] * transparency_j, axis=0)
             probe_num = (probe_direction * weighted_probe).astype(probe.dtype)
             probe_weight = transparency
+            probe_peak = xp.max(transparency_j)
         if s == 0:
             chi_first = chi
         else:
@@ -161,11 +194,13 @@ def lsqml_update(
     numerators = {
         "object_num": xp.stack(object_num),
         "object_weight": xp.stack(object_weight),
+        "object_peak": xp.stack(object_peak),
         "probe_num": probe_num,
         "probe_weight": probe_weight,
+        "probe_peak": probe_peak,
     }
     if solver_state:  # stochastic: false, apply at the end of the iteration
-        return variables, {k: solver_state[k] + numerators[k] for k in solver_state}, chi_first
+        return variables, _accumulate(xp, solver_state, numerators), chi_first
     return _apply(xp, variables, numerators, params, options), solver_state, chi_first
 
 

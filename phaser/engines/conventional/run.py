@@ -12,8 +12,9 @@ with ``params`` the numbers of its props at this iteration (schedules evaluated)
 ``solver.init_state(xp, variables, props)`` and
 ``solver.finish_iteration(xp, variables, solver_state, options, params)``. A position-solver hook
 is called once per iteration as ``position_solver(xp, shift_px, previous_move_px, i, niter, props)``
-and returns the moves ``(P, 2)`` [px]. On jax every group step is jit-compiled; numbers enter as
-traced scalars, so only the update flags can cause a recompile.
+and returns the moves ``(P, 2)`` [px]. On jax the whole pass over the groups is one compiled program
+(``lax.scan``, :mod:`phaser.engines.conventional.iteration`); numbers enter as traced scalars, so
+only the update flags and the group count can cause a recompile.
 
 Group constraints run after every group step, iteration constraints after each pass. The engine is
 an init/step pair run by :mod:`phaser.engines.loop`. Not used here:
@@ -26,22 +27,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache, partial
 from typing import Any
 
 import numpy as np
 
 from phaser.backend import to_numpy
-from phaser.constraints import ConstraintContext, apply_constraints, constraint_params
+from phaser.constraints import ConstraintContext, constraint_params
 from phaser.engines.context import EngineContext
-from phaser.engines.conventional.arrays import abs2, is_jax, scatter_add
-from phaser.engines.conventional.forward import Setup, StepOptions, Variables, forward_group
+from phaser.engines.conventional.arrays import abs2
+from phaser.engines.conventional.forward import Setup, StepOptions, Variables
+from phaser.engines.conventional.iteration import constrained, conventional_iteration
 from phaser.engines.conventional.noise_updates import wave_update
-from phaser.engines.conventional.positions import rms_move, shift_estimate
-from phaser.engines.errors import amplitude_residuals, total_counts
+from phaser.engines.conventional.positions import rms_move
+from phaser.engines.errors import total_counts
 from phaser.engines.grouping import make_groups, pad_groups
 from phaser.engines.loop import EngineImplementation, IterationResult
-from phaser.noise import NOISE_LOSSES
 from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import gap_propagators
 from phaser.plan.schema import ConventionalEnginePlan
@@ -49,43 +49,6 @@ from phaser.schedules import flag_at, flag_ever, schedule_at
 from phaser.state import ReconsState
 
 logger = logging.getLogger(__name__)
-
-
-def _group_step(
-    xp: Any,
-    solver: Callable[..., Any],
-    options: StepOptions,
-    variables: Variables,
-    solver_state: Any,
-    indices: Any,
-    weights: Any,
-    setup: Setup,
-    params: dict[str, Any],
-) -> tuple[Variables, Any, Any, Any]:
-    """Forward, score, correct, update: returns variables, solver state, losses and amplitude
-    residuals ``(B,)`` (zero for padding), and the position shifts."""
-    forward = forward_group(xp, variables, indices, setup, options)
-    measured = setup.patterns[indices]
-    model = xp.sum(abs2(xp, forward.far), axis=1)
-    losses = NOISE_LOSSES[options.noise_model](xp, model, measured, setup.noise_params) * weights
-    residuals = amplitude_residuals(xp, model, measured) * weights
-    corrected = wave_update(options.noise_model)(xp, forward.far, measured, setup.noise_params)
-    chi = xp.fft.ifft2(corrected - forward.far, norm="ortho") * weights[:, None, None, None]
-    variables, solver_state, chi_first = solver(xp, variables, solver_state, forward, chi, weights, options, params)
-    shifts = shift_estimate(xp, forward, chi_first, weights) if options.update_positions else None
-    return variables, solver_state, losses, residuals, shifts
-
-
-@cache
-def _jitted_group_step() -> Callable[..., Any]:
-    # one compiled program per (solver, options, shapes), shared by every engine run of the process
-    import jax
-
-    return jax.jit(_group_step, static_argnums=(0, 1, 2))
-
-
-def _step_function(xp: Any) -> Callable[..., Any]:
-    return partial(_jitted_group_step() if is_jax(xp) else _group_step, xp)
 
 
 def _numbers(xp: Any, props: Any, i: int, niter: int, dtype: Any) -> dict[str, Any]:
@@ -189,25 +152,26 @@ def init_conventional_engine(
 def _group_pass(
     engine: ConventionalEngineState, options: StepOptions, indices: np.ndarray, weights: np.ndarray, i: int
 ) -> tuple[Variables, Any, Any, Any, Any]:
-    """Every group step of iteration ``i``: variables, solver state, summed loss and residual, shifts."""
+    """Every group step of iteration ``i`` (one compiled call on jax), then the solver's end of the
+    iteration: variables, solver state, summed loss and residual, shifts."""
     xp, real, plan = engine.xp, engine.real, engine.plan
     params = _numbers(xp, plan.solver.props, i, plan.niter, real)
     group_params = constraint_params(xp, plan.group_constraints, i, plan.niter, real)
-    step = _step_function(xp)
-    variables, solver_state = engine.variables, engine.solver_state
-    loss = residual = xp.asarray(0.0, dtype=real)
-    shifts = xp.zeros(engine.previous_move.shape, dtype=real)
-    for group, member in zip(indices, weights, strict=True):
-        group_idx, group_w = xp.asarray(group), xp.asarray(member, dtype=real)
-        variables, solver_state, losses, residuals, group_shifts = step(
-            engine.solver, options, variables, solver_state, group_idx, group_w, engine.setup, params
-        )
-        loss, residual = loss + xp.sum(losses), residual + xp.sum(residuals)
-        variables = _constrained(xp, engine.group_constraints, variables, group_params, engine.context)
-        if options.update_positions:
-            shifts = scatter_add(xp, shifts, group_idx, group_shifts)
+    variables, solver_state, loss, residual, shifts = conventional_iteration(
+        xp,
+        engine.solver,
+        options,
+        engine.variables,
+        engine.solver_state,
+        indices,
+        weights,
+        engine.setup,
+        params,
+        engine.group_constraints,
+        group_params,
+        engine.context,
+    )
     if engine.finish_iteration is not None:
-        params = _numbers(xp, plan.solver.props, i, plan.niter, real)
         variables, solver_state = engine.finish_iteration(xp, variables, solver_state, options, params)
     return variables, solver_state, loss, residual, shifts
 
@@ -246,23 +210,13 @@ def step_conventional_engine(
     if engine.iter_constraints:
         # after the position move, so that projections of the positions see this iteration's
         iter_params = constraint_params(xp, plan.iter_constraints, i, plan.niter, real)
-        variables = _constrained(xp, engine.iter_constraints, variables, iter_params, engine.context)
+        variables = constrained(xp, engine.iter_constraints, variables, iter_params, engine.context)
     if options.update_positions or engine.iter_constraints:
         positions_A = np.asarray(to_numpy(variables.positions), dtype=np.float64) * engine.sampling
     new_engine = replace(
         engine, variables=variables, solver_state=solver_state, positions_A=positions_A, previous_move=move
     )
     return new_engine, result
-
-
-def _constrained(
-    xp: Any, functions: tuple[Any, ...], variables: Variables, params: tuple[Any, ...], context: ConstraintContext
-) -> Variables:
-    """``variables`` after the constraints (the engine's tuple converted to and from their dict)."""
-    if not functions:
-        return variables
-    constrained = apply_constraints(xp, functions, variables._asdict(), params, context)
-    return Variables(**{name: constrained[name] for name in Variables._fields})
 
 
 def write_back_conventional_engine(engine: ConventionalEngineState, state: ReconsState) -> ReconsState:
