@@ -55,7 +55,14 @@ SOLVERS = {
     "lsqml": (
         lsqml_update,
         "anscombe",
-        {"beta_object": 1.0, "beta_probe": 1.0, "gamma": 1e-4, "illum_reg_object": 1e-2, "illum_reg_probe": 1e-2},
+        {
+            "beta_object": 1.0,
+            "beta_probe": 1.0,
+            "gamma": 1e-4,
+            "illum_reg_object": 1e-2,
+            "illum_reg_probe": 1e-2,
+            "step_reg": 1.0,
+        },
     ),
 }
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from phaser.engines.conventional.arrays import TINY, abs2, add_patches
+from phaser.engines.conventional.arrays import TINY, abs2, add_patches, cut_patches
 from phaser.engines.conventional.forward import (
     GroupForward,
     StepOptions,
@@ -48,7 +48,6 @@ from phaser.engines.conventional.forward import (
     shift,
     unshift,
 )
-from phaser.physics.multislice import object_patches
 
 if TYPE_CHECKING:  # a runtime import would close an import cycle through phaser.plan
     from phaser.engines.conventional_props import LSQMLSolverProps
@@ -165,12 +164,14 @@ def lsqml_update(
             illum = add_patches(xp, object_shape, forward.top_left, illum_j)
             grad = add_patches(xp, object_shape, forward.top_left, xp.sum(xp.conj(wave_in) * chi, axis=1))
             direction = grad / (illum + params["illum_reg_object"] * xp.max(illum) + TINY)
-            direction_j = object_patches(xp, direction[None], forward.top_left, wave_in.shape[-2:])
+            direction_j = cut_patches(xp, direction[None], forward.top_left, wave_in.shape[-2:])
             object_term = direction_j * wave_in  # (B, 1, N, N) * (B, M, N, N)
         if s == 0 and options.update_probe:
             transparency_j = abs2(xp, forward.patches[:, 0]) * member  # (B, N, N)
-            transparency = xp.sum(transparency_j, axis=0)
-            probe_grad = unshift(xp, xp.conj(patch) * chi, forward.ramps)
+            # contractions over positions: on jax's CPU backend ~10x faster than sums of products
+            transparency = xp.einsum("bij->ij", transparency_j)
+            ramps = forward.ramps if forward.ramp_factors is None else forward.ramp_factors
+            probe_grad = unshift(xp, xp.conj(patch) * chi, ramps)
             probe_direction = probe_grad / (transparency + params["illum_reg_probe"] * xp.max(transparency) + TINY)
             probe_term = patch * shift(xp, probe_direction, forward.ramps)
         step_object, step_probe = optimal_steps(xp, chi, object_term, probe_term, params["gamma"])
@@ -180,7 +181,7 @@ def lsqml_update(
             object_weight[s] = illum
             object_peak[s] = xp.max(illum_j)
         if probe_term is not None:
-            weighted_probe = xp.sum(step_probe[:, None, None] * transparency_j, axis=0)
+            weighted_probe = xp.einsum("b,bij->ij", step_probe, transparency_j)
             probe_num = (probe_direction * weighted_probe).astype(probe.dtype)
             probe_weight = transparency
             probe_peak = xp.max(transparency_j)
