@@ -34,7 +34,7 @@ from phaser.metrics.heldout import (
     split_holdout,
     two_half_frc,
 )
-from phaser.metrics.images import mse, rmse, ssim
+from phaser.metrics.images import mse, ncc, rmse, ssim
 from phaser.metrics.truth import (
     align_to_truth,
     frame_offset_px,
@@ -65,6 +65,7 @@ __all__ = [
     "mask_bounding_box",
     "model_intensities",
     "mse",
+    "ncc",
     "noise_params",
     "object_phase",
     "pair_scores",

@@ -40,6 +40,22 @@ def mse(a: Any, b: Any, mask: Any = None) -> float:
     return float(np.mean(_selected(np.abs(a - b) ** 2, mask)))
 
 
+def ncc(a: Any, b: Any, mask: Any = None) -> float:
+    """Normalised cross-correlation (Pearson's r) of two real images over the pixels (of ``mask``).
+
+    1 for images equal up to a positive scale and an offset, 0 for unrelated ones; unitless and
+    blind to the phase scale, so it scores the shape of a reconstruction. Alignment: none.
+    """
+    a, b = _pair(a, b)
+    x = _selected(np.asarray(a, dtype=np.float64), mask)
+    y = _selected(np.asarray(b, dtype=np.float64), mask)
+    x, y = x - x.mean(), y - y.mean()
+    denominator = float(np.sqrt(np.sum(x * x) * np.sum(y * y)))
+    if denominator == 0.0:
+        raise ValueError("ncc: an image is constant over the selected pixels")
+    return float(np.sum(x * y) / denominator)
+
+
 def rmse(a: Any, b: Any, mask: Any = None) -> float:
     """Root of :func:`mse`: the rms difference of ``a`` and ``b``.
 

@@ -17,14 +17,13 @@ because registration alone would hide a translation by whole lattice periods.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from phaser.metrics import align_to_truth, frame_offset_px, potential_to_phase, probe_radius_px
+from phaser.metrics import align_to_truth, frame_offset_px, ncc, potential_to_phase, probe_radius_px
 from phaser.plan import validate_plan
 from phaser.run import run_plan
 
@@ -79,12 +78,6 @@ def _reconstruct(data: dict[str, Any], engine: str, niter: int, defocus_sign: fl
     return run_plan(validate_plan(plan))
 
 
-def _ncc(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
-    a = image[mask] - image[mask].mean()
-    b = reference[mask] - reference[mask].mean()
-    return float(np.sum(a * b) / math.sqrt(float(np.sum(a * a) * np.sum(b * b))))
-
-
 def _score(state, data: dict[str, Any]) -> tuple[float, tuple[float, float]]:
     """NCC of the summed phase against abTEM's potential after registration, and the shift [px]."""
     phase = np.angle(np.asarray(state.object_slices)).sum(axis=0)
@@ -100,7 +93,7 @@ def _score(state, data: dict[str, Any]) -> tuple[float, tuple[float, float]]:
         truth_sampling_A=tuple(float(v) for v in data["truth_sampling_A"]),
         truth_offset_px=frame_offset_px(positions_A, data["truth_positions_A"], sampling),
     )
-    return _ncc(pair.image_aligned, pair.reference, pair.mask), pair.shift
+    return ncc(pair.image_aligned, pair.reference, pair.mask), pair.shift
 
 
 def test_data_file_is_small_and_consistent(abtem_data):

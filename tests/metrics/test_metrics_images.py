@@ -1,4 +1,4 @@
-"""Tests of phaser.metrics.images: MSE, RMSE and SSIM."""
+"""Tests of phaser.metrics.images: MSE, RMSE, NCC and SSIM."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from phaser.metrics import mse, rmse, ssim
+from phaser.metrics import mse, ncc, rmse, ssim
 
 SHAPE = (64, 64)
 
@@ -73,3 +73,19 @@ def test_bad_inputs_are_rejected():
         ssim(np.ones(SHAPE, complex), np.ones(SHAPE, complex))
     with pytest.raises(ValueError, match="no pixel"):
         rmse(np.zeros((4, 4)), np.zeros((4, 4)), np.zeros((4, 4), bool))
+
+
+def test_ncc_is_pearsons_r_and_ignores_scale_and_offset() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(24, 24))
+    noise = rng.normal(size=(24, 24))
+    assert ncc(a, 2.5 * a - 7.0) == pytest.approx(1.0, abs=1e-12)
+    assert ncc(a, -a) == pytest.approx(-1.0, abs=1e-12)
+    mixed = a + 0.5 * noise
+    assert ncc(a, mixed) == pytest.approx(np.corrcoef(a.ravel(), mixed.ravel())[0, 1], abs=1e-12)
+    mask = np.zeros_like(a, dtype=bool)
+    mask[4:12, 5:20] = True
+    outside_changed = np.where(mask, a, noise)
+    assert ncc(a, outside_changed, mask) == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="constant"):
+        ncc(a, np.ones_like(a))
