@@ -69,9 +69,16 @@ _CONSTANTS = {"pi": math.pi, "e": math.e}
 EXPR_VARIABLES = ("i", "niter")
 
 
-def _eval_node(node: ast.AST, names: dict[str, float]) -> float:
+MAX_EXPR_DEPTH = 600
+"""Deepest nesting of operations evaluated: deeper ones are refused before Python's own recursion limit."""
+
+
+def _eval_node(node: ast.AST, names: dict[str, float], depth: int = 0) -> float:
+    if depth > MAX_EXPR_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_EXPR_DEPTH} levels")
+    depth += 1
     if isinstance(node, ast.Expression):
-        return _eval_node(node.body, names)
+        return _eval_node(node.body, names, depth)
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
         return float(node.value)
     if isinstance(node, ast.Name) and node.id in names:
@@ -79,12 +86,12 @@ def _eval_node(node: ast.AST, names: dict[str, float]) -> float:
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_eval_node(node.left, names), _eval_node(node.right, names))
+        return _BINARY[type(node.op)](_eval_node(node.left, names, depth), _eval_node(node.right, names, depth))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_eval_node(node.operand, names))
+        return _UNARY[type(node.op)](_eval_node(node.operand, names, depth))
     if isinstance(node, ast.IfExp):
-        test = _eval_node(node.test, names)
-        return _eval_node(node.body if test else node.orelse, names)
+        test = _eval_node(node.test, names, depth)
+        return _eval_node(node.body if test else node.orelse, names, depth)
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
         ops = {
             ast.Lt: operator.lt,
@@ -95,14 +102,18 @@ def _eval_node(node: ast.AST, names: dict[str, float]) -> float:
             ast.NotEq: operator.ne,
         }
         if type(node.ops[0]) in ops:
-            return float(ops[type(node.ops[0])](_eval_node(node.left, names), _eval_node(node.comparators[0], names)))
+            return float(
+                ops[type(node.ops[0])](
+                    _eval_node(node.left, names, depth), _eval_node(node.comparators[0], names, depth)
+                )
+            )
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        return float(_FUNCTIONS[node.func.id](*(_eval_node(a, names) for a in node.args)))
+        return float(_FUNCTIONS[node.func.id](*(_eval_node(a, names, depth) for a in node.args)))
     raise ValueError(f"unsupported element {ast.dump(node)[:60]!r}")
 
 

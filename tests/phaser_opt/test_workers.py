@@ -181,7 +181,9 @@ def test_four_workers_and_a_dashboard_share_sqlite_without_lock_errors(tmp_path,
     assert all(w.returncode == 0 for w in workers), log[-2000:]
     assert not failures and polls[0] > 5
     study = open_study(loaded, create=False)
-    assert len(study.get_trials()) == 8 and all(t.state == TrialState.COMPLETE for t in study.get_trials())
+    # each worker checks the count before its trial: those finishing together may each start one more
+    trials = study.get_trials()
+    assert 8 <= len(trials) <= 8 + 3 and all(t.state == TrialState.COMPLETE for t in trials)
 
 
 def test_a_workers_second_trial_compiles_nothing_and_loads_no_data(tmp_path, dataset_file):
