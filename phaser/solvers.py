@@ -117,6 +117,24 @@ def make_optimizer(name: str, props: OptaxSolverProps) -> optax.GradientTransfor
     return _optimizer(name, tuple(sorted(props.numeric())), static)
 
 
+def gradient_scales(probe_modes: Any, group_size: Any) -> dict[str, Any]:
+    """What each variable's gradient, summed over a group, is divided by before its solver sees it.
+
+    As in the original phaser package, so that a plan's numbers mean what they mean there: the
+    object's and probe's by the group's size (the mean per-position gradient), the object's,
+    positions' and tilt's also by the probe's intensity ``sum |P|^2`` [electrons per pattern]. A
+    learning rate is then a step per unit of mean gradient (per probe electron). Scale-free
+    solvers (Adam) see the scale only through their ``eps``; SGD and momentum take it in full.
+    """
+    probe_power = jnp.sum(jnp.real(probe_modes) ** 2 + jnp.imag(probe_modes) ** 2)
+    return {
+        "object": group_size * probe_power,
+        "probe": group_size,
+        "positions": probe_power,
+        "tilt": probe_power,
+    }
+
+
 def hyperparameters_at(props: OptaxSolverProps, i: int, niter: int) -> dict[str, float]:
     """Values of the solver's numeric arguments at engine iteration ``i``."""
     return {k: schedule_at(v, i, niter) for k, v in props.numeric().items()}

@@ -33,7 +33,7 @@ from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import gap_propagators
 from phaser.plan.schema import GradientEnginePlan
 from phaser.schedules import flag_at, flag_ever, schedule_at
-from phaser.solvers import OptaxSolverProps, hyperparameters_at, make_optimizer
+from phaser.solvers import OptaxSolverProps, gradient_scales, hyperparameters_at, make_optimizer
 from phaser.state import ReconsState
 
 VARIABLES = ("object", "probe", "positions", "tilt")
@@ -84,9 +84,16 @@ def _group_loss(
 
 
 def _apply_solvers(structure: _Structure, variables, opt_states, grads, masks, members):
+    """One solver step per variable from the group's summed gradients (``members``: 1 for the group's positions).
+
+    The solvers see the gradients scaled as in the original package (:func:`gradient_scales`: per
+    position of the group, and per probe electron for the object and positions), so that a
+    plan's learning rates and ``eps`` mean what they mean there.
+    """
     variables, opt_states = dict(variables), dict(opt_states)
+    scales = gradient_scales(variables["probe"], jnp.sum(members))
     for name, solver in structure.solvers:
-        grad = grads[name]
+        grad = grads[name] / scales[name].astype(grads[name].real.dtype)
         if jnp.iscomplexobj(grad):
             grad = jnp.conj(grad)
         updates, new_state = solver.update(grad, opt_states[name], variables[name])
