@@ -114,7 +114,8 @@ def test_a_killed_workers_trial_fails_and_is_retried_with_its_parameters(tmp_pat
 
 
 def test_ctrl_c_marks_the_running_trial_and_the_same_command_completes_the_study(tmp_path, dataset_file):
-    # trials of several seconds even with the compiled programs cached: the signal lands mid-trial
+    # 400 iterations, each reported: the signal is sent once the first report shows the trial is in
+    # its iterations (compiled), with hundreds of them still to go however fast the machine is
     path = write_study(
         tmp_path,
         dataset_file,
@@ -122,20 +123,24 @@ def test_ctrl_c_marks_the_running_trial_and_the_same_command_completes_the_study
         n_trials=2,
         enqueue=[{"lr": 0.03}],
         artifacts={"enabled": False},
+        report={"every": 1},
     )
     loaded = load_study(path)
     command = [sys.executable, "-m", "phaser_opt", str(path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     study = open_study(loaded)
     try:
-        wait_for(lambda: TrialState.RUNNING in states(study), 60, "the first trial to start")
-        time.sleep(0.5)
+        wait_for(
+            lambda: any(t.intermediate_values for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))),
+            60,
+            "the first trial's first report",
+        )
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130 and "resumes" in err and "Traceback" not in err
+    assert process.returncode == 130 and "resumes" in err and "Traceback" not in err, err[-3000:]
     (interrupted,) = study.get_trials()
     assert interrupted.state == TrialState.FAIL
     assert interrupted.user_attrs["fail_reason"].startswith("interrupted")
