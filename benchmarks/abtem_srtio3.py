@@ -27,6 +27,12 @@ amplitude, beta 0.5) and LSQML (grouping 16, anscombe, beta 1, gamma 1e-4) on th
 Repeatable: FFTW plans by estimate (the same algorithms every run), Poisson counts by the inverse
 CDF of seeded uniforms (a last-bit change of one intensity cannot reshuffle the other counts).
 
+``--debye-waller``: the chosen sets (``--sets``) with every atom smeared by its room-temperature
+rms displacement (abTEM's ``KirklandParametrization(sigmas=...)``, :data:`SRTIO3_U_RMS_A`) in the
+data and in the truth, written as ``srtio3_<set>_dw.npy``, ``srtio3_<set>_dw_truth.npz`` and the
+plans ``<plan>_<set>_dw.yaml`` in ``--out`` (``README.md``, ``metadata.json`` and ``READY`` are left
+as they are).
+
 ``--small``: a tiny dataset for a unit test (3 cells thick, 16 x 16 scan, 32 x 32 patterns, high
 dose) written as one compressed ``tests/data/abtem_srtio3_small.npz`` with its truth and metadata.
 
@@ -41,13 +47,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +62,9 @@ from scipy.stats import poisson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import simulation_check  # noqa: E402  (the abTEM import check)
 
-from phaser.metrics import align_to_truth, frame_offset_px, potential_to_phase, probe_radius_px  # noqa: E402
+from phaser.metrics import align_to_truth, frame_offset_px, ncc, potential_to_phase, probe_radius_px  # noqa: E402
 from phaser.physics.constants import electron_wavelength_A  # noqa: E402
+from phaser.simulate.kirkland import B_to_u_rms  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ABTEM_VERSION = "1.0.11"
@@ -94,6 +100,8 @@ class Setup:
     """simulated detector pixels binned per output pixel (odd: the zero frequency stays a pixel centre)"""
     dose_per_A2: float = 1e6
     seed: int = 0
+    u_rms_A: tuple[tuple[str, float], ...] = ()
+    """(element, rms displacement per axis [A]) pairs: a Debye-Waller smeared potential; empty: sharp atoms"""
 
     @property
     def lattice_A(self) -> float:
@@ -128,6 +136,10 @@ class Setup:
 
 THIN = Setup("thin", cells_z=5)
 THICK = Setup("thick", cells_z=32)
+# Room-temperature Debye-Waller factors of SrTiO3 as in ground_truth/SrTiO3_001.yaml: approximate
+# typical room-temperature values B = 0.6 (Sr), 0.4 (Ti), 0.7 (O) A^2 (not taken from one source),
+# as rms displacements per axis u = sqrt(B / (8 pi^2)): 0.0872, 0.0712, 0.0942 A.
+SRTIO3_U_RMS_A = tuple((element, B_to_u_rms(b)) for element, b in (("Sr", 0.6), ("Ti", 0.4), ("O", 0.7)))
 # 6 cells: 2.52 mrad pixels (32 px span +-40 mrad) and a 7.8 A probe window holding the
 # C10 = -50 A probe (disc radius ~1.3 A); 16 x 16 steps of 0.4 A cover 1.5 cells.
 SMALL = Setup(
@@ -148,6 +160,7 @@ ABTEM_SCRIPT = textwrap.dedent(
     import json, sys, time
     import numpy as np
     import abtem, ase
+    from abtem.parametrizations import KirklandParametrization
     from ase.spacegroup import crystal
 
     cfg = json.load(open(sys.argv[1]))
@@ -161,12 +174,14 @@ ABTEM_SCRIPT = textwrap.dedent(
     atoms.positions[:, 2] += a / 4  # every atom plane in the middle of its a/2 slice
     gpts = (cfg["gpts"], cfg["gpts"])
     out = {}
+    # sigmas: rms displacement per axis [A] per element, the Debye-Waller smearing of each atom
+    kirkland = KirklandParametrization(sigmas=cfg["sigmas"]) if cfg["sigmas"] else "kirkland"
     start = time.perf_counter()
     potential = abtem.Potential(atoms, gpts=gpts, slice_thickness=a / 2,
-                                parametrization="kirkland", projection="infinite").build().compute()
+                                parametrization=kirkland, projection="infinite").build().compute()
     out["potential_xy"] = potential.project().compute().array
     slabs = abtem.Potential(atoms, gpts=gpts, slice_thickness=atoms.cell[2, 2] / cfg["slabs"],
-                            parametrization="kirkland", projection="infinite").build().compute()
+                            parametrization=kirkland, projection="infinite").build().compute()
     out["slabs_xy"] = slabs.array
     out["slice_thicknesses"] = np.asarray(potential.slice_thickness)
     out["seconds_potential"] = np.array(time.perf_counter() - start)
@@ -230,6 +245,7 @@ def run_abtem(setup: Setup, python: Path) -> dict[str, Any]:
             "scan_start_A": setup.scan_start_A,
             "scan_step_A": setup.scan_step_A,
             "max_angle_mrad": max_angle,
+            "sigmas": dict(setup.u_rms_A),
             "out": str(tmp_path / "abtem.npz"),
         }
         (tmp_path / "config.json").write_text(json.dumps(config))
@@ -456,10 +472,10 @@ def plans(thin: Setup, thick: Setup, niter: int = 30) -> dict[str, dict[str, Any
         },
     }
     return {
-        "grad_1slice_thin": base("grad_1slice_thin", thin, gradient),
-        "grad_8slice_thick": base("grad_8slice_thick", thick, gradient),
-        "epie_1slice_thin": base("epie_1slice_thin", thin, epie),
-        "lsqml_1slice_thin": base("lsqml_1slice_thin", thin, lsqml),
+        f"grad_1slice_{thin.name}": base(f"grad_1slice_{thin.name}", thin, gradient),
+        f"grad_8slice_{thick.name}": base(f"grad_8slice_{thick.name}", thick, gradient),
+        f"epie_1slice_{thin.name}": base(f"epie_1slice_{thin.name}", thin, epie),
+        f"lsqml_1slice_{thin.name}": base(f"lsqml_1slice_{thin.name}", thin, lsqml),
     }
 
 
@@ -507,13 +523,6 @@ def _our_run(path: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- scoring
-
-
-def ncc(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
-    """Normalised cross-correlation (Pearson) of two images inside ``mask``."""
-    a = image[mask] - image[mask].mean()
-    b = reference[mask] - reference[mask].mean()
-    return float(np.sum(a * b) / math.sqrt(float(np.sum(a * a) * np.sum(b * b))))
 
 
 def score(
@@ -654,6 +663,23 @@ def write_readme(out: Path, metas: dict[str, dict[str, Any]], plan_names: list[s
     (out / "README.md").write_text(text)
 
 
+def debye_waller_setups() -> tuple[Setup, Setup]:
+    """The thin and thick sets with the room-temperature Debye-Waller smeared potential (``<set>_dw``)."""
+    return tuple(replace(s, name=f"{s.name}_dw", u_rms_A=SRTIO3_U_RMS_A) for s in (THIN, THICK))  # type: ignore[return-value]
+
+
+def simulate_debye_waller(names: list[str], python: Path, install: bool, out: Path, plans_dir: Path | None) -> None:
+    """The ``names`` sets with the room-temperature Debye-Waller smeared potential as ``<set>_dw``,
+    and the plans of the sets present, into ``out`` (and as ``${DATA}`` templates into ``plans_dir``)."""
+    dw = dict(zip(("thin", "thick"), debye_waller_setups(), strict=True))
+    ensure_abtem(python, install)
+    for name in names:
+        simulate_set(dw[name], python, out)
+    present = {s.name for s in dw.values() if (out / f"srtio3_{s.name}.npy").exists()}
+    chosen = {n: p for n, p in plans(dw["thin"], dw["thick"]).items() if n.split("_", 2)[2] in present}
+    write_plans(chosen, out, plans_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder of the full sets")
@@ -670,6 +696,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plans-dir", type=Path, default=PLANS_DIR, help="where the ${DATA} plan templates go")
     parser.add_argument("--check-plans", action="store_true", help="run each plan 2 iterations in both packages")
     parser.add_argument("--phaserem", type=Path, default=Path("/tmp/phaserem/bin/phaser"), help="phaserem's CLI")
+    parser.add_argument(
+        "--debye-waller",
+        action="store_true",
+        help="Debye-Waller smeared potential (data and truth): sets and plans named with a _dw suffix, "
+        "written to --out only (README, metadata.json and READY untouched)",
+    )
     args = parser.parse_args(argv)
     command = " ".join(["python benchmarks/abtem_srtio3.py", *(sys.argv[1:] if argv is None else argv)])
 
@@ -680,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.debye_waller:
+        simulate_debye_waller(args.sets, args.abtem_python, args.install, out, args.plans_dir)
+        return 0
     all_plans = plans(THIN, THICK)
     metas_path = out / "metadata.json"
     metas: dict[str, dict[str, Any]] = json.loads(metas_path.read_text()) if metas_path.exists() else {}
