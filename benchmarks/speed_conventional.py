@@ -212,28 +212,13 @@ def worker(plan_path: Path, out_path: Path) -> None:
     The CPU seconds per iteration are this process's own work: unlike the wall time they do not grow
     when other processes share the cores.
     """
-    from phaser.observers import Observer
+    from iteration_timer import make_iteration_timer
+
     from phaser.plan import load_plans
     from phaser.run import run_plan
 
-    class IterationTimer(Observer):
-        """``perf_counter`` and ``process_time`` at engine start and after every iteration."""
-
-        def __init__(self) -> None:
-            self.engine_start_s = self.engine_start_cpu_s = 0.0
-            self.iteration_end_s: list[float] = []
-            self.iteration_end_cpu_s: list[float] = []
-
-        def engine_started(self, index: int, engine: Any, state: Any) -> None:
-            self.engine_start_s, self.engine_start_cpu_s = time.perf_counter(), time.process_time()
-
-        def iteration_done(self, state: Any, sync: Any, i: int, niter: int) -> bool:
-            self.iteration_end_s.append(time.perf_counter())
-            self.iteration_end_cpu_s.append(time.process_time())
-            return False
-
     (plan,) = load_plans(plan_path)
-    timer = IterationTimer()
+    timer = make_iteration_timer()
     state = run_plan(plan, [timer])
     record = {
         "engine_start_s": timer.engine_start_s,

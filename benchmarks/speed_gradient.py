@@ -274,26 +274,13 @@ def worker(plan_path: Path, out_path: Path) -> None:
     """Child-process entry: run the plan with a timing observer; write the timestamps as JSON."""
     import resource
 
-    from phaser.observers import Observer
+    from iteration_timer import make_iteration_timer
+
     from phaser.plan import load_plans
     from phaser.run import run_plan
 
-    class IterationTimer(Observer):
-        """Records ``perf_counter`` at engine start and after every iteration."""
-
-        def __init__(self) -> None:
-            self.engine_start_s = 0.0
-            self.iteration_end_s: list[float] = []
-
-        def engine_started(self, index: int, engine: Any, state: Any) -> None:
-            self.engine_start_s = time.perf_counter()
-
-        def iteration_done(self, state: Any, sync: Any, i: int, niter: int) -> bool:
-            self.iteration_end_s.append(time.perf_counter())
-            return False
-
     (plan,) = load_plans(plan_path)
-    timer = IterationTimer()
+    timer = make_iteration_timer()
     state = run_plan(plan, [timer])
     record = {
         "engine_start_s": timer.engine_start_s,
