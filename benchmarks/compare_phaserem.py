@@ -16,8 +16,8 @@ compile); the NCC of the summed object phase against abTEM's projected potential
 an 8-slice reconstruction the NCC of each slice against its slab of the potential. The convergence
 curves are each package's own error per pattern against the iteration and the seconds since the
 engine started: here the noise-model loss; the original's gradient engine reports its noise-model
-loss too (its Poisson form adds ``eps * (1 - log((M + eps) / (I + eps)))`` per pixel, about
-``+eps`` per pixel near convergence), its ePIE and LSQML the misfit ``sqrt(sum (I - M)^2)``.
+loss too (its Poisson loss is ours plus ``eps`` per detector pixel), its ePIE and LSQML the misfit
+``sqrt(sum (I - M)^2)``.
 
 Results: ``benchmarks/results/compare_phaserem.{json,md,png}`` with versions, date and the machine's
 load. Without the abTEM data (``--own-data``), datasets of the same shape are simulated by

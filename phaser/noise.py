@@ -8,9 +8,13 @@ at zero intensity. ``model_I``/``measured_I`` are in electrons per pixel.
 - ``amplitude``: ``2/(1+v) * sum (sqrt(I + o + eps) - sqrt(M + o + eps))^2`` (Gaussian noise on the
   amplitude, v = ``gaussian_variance``);
 - ``anscombe``: the amplitude form with the variance-stabilising offset ``o = 3/8``;
-- ``poisson``: ``sum (I + eps) - (M + eps) log(I + eps) - [(M + eps) - (M + eps) log(M + eps)]``
-  (the negative Poisson log-likelihood minus its value at the truth);
-- ``gaussian``: ``sum (I - M)^2 / (2 (mean(M) + o + eps))`` (Gaussian noise on the intensity with a
+- ``poisson``: ``sum (M + eps) - I log(M + eps) - [(I + eps) - I log(I + eps)]`` with ``M`` the
+  model and ``I`` the measured counts: the negative log-likelihood of counts ``I`` for a Poisson mean
+  ``M + eps`` (``eps`` a background added to the model, as in the original phaser package, so that a
+  plan's eps means the same in both), minus its value at ``M = I``. Its gradient
+  ``1 - I / (M + eps)`` vanishes at ``M = I - eps``, where the conventional engines' Poisson update
+  rests too;
+- ``gaussian``: ``sum (M - I)^2 / (2 (mean(I) + o + eps))`` (Gaussian noise on the intensity with a
   variance of the pattern's mean count, so its scale is comparable to the others).
 """
 
@@ -41,7 +45,7 @@ class AnscombeNoiseProps(AmplitudeNoiseProps):
 class PoissonNoiseProps(HookProps):
     """Parameters of the Poisson noise model."""
 
-    eps: float = Field(1e-3, gt=0, description="intensity added inside the logarithms [e]")
+    eps: float = Field(1e-3, gt=0, description="background added to the model intensity, keeping log finite [e]")
 
 
 class GaussianNoiseProps(HookProps):
@@ -64,10 +68,12 @@ def amplitude_loss(xp: ModuleType, model_I: Any, measured_I: Any, params: Any) -
 
 
 def poisson_loss(xp: ModuleType, model_I: Any, measured_I: Any, params: Any) -> Any:
-    """Poisson negative log-likelihood per pattern, zero at the truth."""
-    model = _floor(xp, model_I + params["eps"])
-    meas = measured_I + params["eps"]
-    return xp.sum(model - meas * xp.log(model) - (meas - meas * xp.log(meas)), axis=(-2, -1))
+    """Poisson negative log-likelihood of the counts for the mean ``model + eps``, per pattern, zero at the truth."""
+    eps = params["eps"]
+    model = _floor(xp, model_I + eps)
+    counts = xp.maximum(measured_I, 0.0)
+    at_truth = counts + eps - counts * xp.log(counts + eps)
+    return xp.sum(model - counts * xp.log(model) - at_truth, axis=(-2, -1))
 
 
 def gaussian_loss(xp: ModuleType, model_I: Any, measured_I: Any, params: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Noise models: zero and minimal at the truth, finite with finite gradients at zero intensity."""
+"""Noise models: zero at the truth, least at the truth (Poisson: less its background eps), finite with
+finite gradients at zero intensity."""
 
 from __future__ import annotations
 
@@ -41,14 +42,55 @@ def test_zero_at_truth(name):
     np.testing.assert_allclose(np.asarray(loss), 0.0, atol=1e-2)
 
 
+def _minimiser(name: str, measured, params):
+    """The model intensity where the loss is least: the measurement, less Poisson's background ``eps``."""
+    return measured - params["eps"] if name == "poisson" else measured
+
+
 @pytest.mark.parametrize("name", MODELS)
-def test_gradient_vanishes_at_truth(name):
+def test_gradient_vanishes_at_the_minimiser(name):
     measured = jnp.asarray(_measured())
     params = _params(name)
-    grad = jax.grad(lambda m: jnp.sum(NOISE_LOSSES[name](jnp, m, measured, params)))(measured)
-    # relative to the gradient one count away from the truth
-    off = jax.grad(lambda m: jnp.sum(NOISE_LOSSES[name](jnp, m, measured, params)))(measured + 1.0)
+    best = _minimiser(name, measured, params)
+    grad = jax.grad(lambda m: jnp.sum(NOISE_LOSSES[name](jnp, m, measured, params)))(best)
+    # relative to the gradient one count away
+    off = jax.grad(lambda m: jnp.sum(NOISE_LOSSES[name](jnp, m, measured, params)))(best + 1.0)
     assert float(jnp.max(jnp.abs(grad))) <= 1e-3 * float(jnp.max(jnp.abs(off)))
+
+
+def test_poisson_gradient_is_the_originals():
+    """``d/dM = 1 - I / (M + eps)``: eps is a background added to the model, as in the original
+    package, so a plan's eps means the same there and here. Guards the form that adds eps to the
+    counts too (``1 - (I + eps) / (M + eps)``), which weakens the pull of dark pixels towards zero
+    by a factor ``M / (M + eps)`` (0.09 at M = 0.01, eps = 0.1)."""
+    rng = np.random.default_rng(7)
+    measured = rng.poisson(rng.uniform(0.0, 3.0, size=(2, 8, 8))).astype(np.float64)
+    measured[0, 0, :4] = 0.0  # dark pixels, where the two forms differ most
+    model = rng.uniform(0.0, 3.0, size=measured.shape)
+    params = {"eps": 0.1}
+    grad = jax.grad(lambda m: jnp.sum(NOISE_LOSSES["poisson"](jnp, m, jnp.asarray(measured), params)))(
+        jnp.asarray(model)
+    )
+    np.testing.assert_allclose(np.asarray(grad), 1.0 - measured / (model + 0.1), rtol=1e-5, atol=1e-7)
+
+
+def test_poisson_fixed_point_agrees_with_the_conventional_update():
+    """The gradient engines' Poisson loss is least where the conventional engines' far-field factor is 1."""
+    from phaser.engines.conventional.noise_updates import poisson_update
+
+    measured = np.array([[[0.0, 0.05, 1.0, 40.0]]])
+    params = {"eps": 0.1}
+    best = np.maximum(measured - 0.1, 0.0)
+    far = np.sqrt(best)[:, None] + 0j  # one mode
+    factor = poisson_update(np, far, measured, params) / np.where(far == 0, 1, far)
+    grad = np.asarray(
+        jax.grad(lambda m: jnp.sum(NOISE_LOSSES["poisson"](jnp, m, jnp.asarray(measured), params)))(jnp.asarray(best))
+    )
+    # interior minimum (I > eps): both at rest; on the boundary M = 0 the loss still pushes down (grad > 0)
+    interior = measured > 0.1
+    np.testing.assert_allclose(np.abs(factor[:, 0][interior]), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(grad[interior], 0.0, atol=1e-6)
+    assert np.all(grad[~interior] > 0)
 
 
 @pytest.mark.parametrize("name", MODELS)
