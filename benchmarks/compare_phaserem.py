@@ -382,7 +382,7 @@ def plot_curves(runs: list[Run], path: Path) -> None:
         0.5,
         0.002,
         "Each package's own error per pattern: this package's noise-model loss; phaserem's gradient engine reports its "
-        "noise-model loss (Poisson: + eps per pixel near convergence),\nits ePIE/LSQML the intensity misfit "
+        "noise-model loss (Poisson: ours + eps per pixel),\nits ePIE/LSQML the intensity misfit "
         "sqrt(sum (I - M)^2): levels compare within a package only for the conventional engines.",
         ha="center",
         va="bottom",
