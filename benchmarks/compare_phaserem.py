@@ -195,8 +195,15 @@ def run_ours(case: str, plan_path: Path, work_dir: Path, repeat: int) -> tuple[R
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(plan_path), str(out)]
     wall, _, cpu = speed_gradient.run_child(command, work_dir / f"ours_{case}_r{repeat}.log", work_dir)
     arrays = dict(np.load(out))
+    return our_run_record(case, repeat, arrays, wall, cpu, load), arrays
+
+
+def our_run_record(
+    case: str, repeat: int, arrays: dict[str, np.ndarray], wall: float = 0.0, cpu: float = 0.0, load: float = 0.0
+) -> Run:
+    """The :class:`Run` of one of our worker's outputs (its ``.npz`` arrays), not yet scored."""
     ends = np.concatenate([[float(arrays["engine_start_s"])], arrays["iteration_end_s"]])
-    run = Run(
+    return Run(
         package="phaser",
         case=case,
         repeat=repeat,
@@ -207,7 +214,6 @@ def run_ours(case: str, plan_path: Path, work_dir: Path, repeat: int) -> tuple[R
         cpu_s=cpu,
         load_avg_before=load,
     )
-    return run, arrays
 
 
 def read_phaserem_state(h5_path: Path) -> dict[str, np.ndarray]:
@@ -241,11 +247,19 @@ def run_phaserem(
     log_path = work_dir / f"phaserem_{case}_r{repeat}.log"
     load = os.getloadavg()[0]
     wall, _, cpu = speed_gradient.run_child([str(binary), "run", str(plan_path)], log_path, work_dir)
+    run = phaserem_run_record(case, repeat, log_path, niter, wall, cpu, load)
+    return run, read_phaserem_state(save_dir / f"iter{niter:03d}.h5")
+
+
+def phaserem_run_record(
+    case: str, repeat: int, log_path: Path, niter: int, wall: float = 0.0, cpu: float = 0.0, load: float = 0.0
+) -> Run:
+    """The :class:`Run` of one phaserem log (``Finished iter`` lines), not yet scored."""
     text = log_path.read_text()
     durations, _ = speed_gradient.parse_phaserem_log(text)
     if len(durations) != niter:
         raise RuntimeError(f"{log_path}: {len(durations)} 'Finished iter' lines for {niter} iterations")
-    run = Run(
+    return Run(
         package="phaserem",
         case=case,
         repeat=repeat,
@@ -255,7 +269,6 @@ def run_phaserem(
         cpu_s=cpu,
         load_avg_before=load,
     )
-    return run, read_phaserem_state(save_dir / f"iter{niter:03d}.h5")
 
 
 def score_run(run: Run, arrays: dict[str, np.ndarray], truth: dict[str, Any]) -> None:

@@ -97,9 +97,7 @@ def run_seed(
     speed_gradient.run_child(
         [str(python), "-c", PHASEREM_SEEDED, str(plan), str(seed), str(groups), str(rows), str(cols)], log, work
     )
-    text = log.read_text()
-    durations, _ = speed_gradient.parse_phaserem_log(text)
-    theirs = cp.Run("phaserem", case, seed, durations, [float(v) for v in cp._LOSS.findall(text)], 0.0, 0.0, 0.0)
+    theirs = cp.phaserem_run_record(case, seed, log, niter)
     cp.score_run(theirs, cp.read_phaserem_state(save_dir / f"iter{niter:03d}.h5"), truth)
 
     ours_plan = cp.write_plan(template, data_dir, niter, work / f"ours_seed{seed}.yaml", None)
@@ -109,10 +107,7 @@ def run_seed(
         command + (["--hard-aperture"] if hard_aperture else []), work / f"ours_seed{seed}.log", work
     )
     arrays = dict(np.load(out))
-    ends = np.concatenate([[float(arrays["engine_start_s"])], arrays["iteration_end_s"]])
-    ours = cp.Run(
-        "phaser", case, seed, [float(d) for d in np.diff(ends)], [float(v) for v in arrays["losses"]], 0, 0, 0
-    )
+    ours = cp.our_run_record(case, seed, arrays)
     cp.score_run(ours, arrays, truth)
     return [theirs, ours]
 

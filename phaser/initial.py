@@ -104,8 +104,8 @@ def random_object(ctx: InitContext, props: RandomObjectProps) -> np.ndarray:
 
 def object_shape_for(positions_px: np.ndarray, probe_shape: tuple[int, int], pad_px: float) -> tuple[int, int]:
     """Object extent [px] covering every probe window plus ``pad_px`` on each side, for positions
-    already in the object frame (:func:`place_positions`); the same rule as
-    :func:`phaser.engines.resample.cover_positions`, so the next engine finds nothing to pad."""
+    already in the object frame (:func:`place_positions`); also the extent that
+    :func:`phaser.engines.resample.cover_positions` pads to, so the first engine finds nothing to pad."""
     needed = np.ceil(positions_px.max(axis=0) + np.asarray(probe_shape) / 2 + pad_px - 1e-6).astype(int) + 1
     return (int(needed[0]), int(needed[1]))
 

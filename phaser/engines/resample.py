@@ -50,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from phaser.backend import to_numpy
+from phaser.initial import object_shape_for
 from phaser.plan.schema import slice_thicknesses
 from phaser.state import ReconsState
 
@@ -307,7 +308,7 @@ def cover_positions(
     """
     half = np.asarray(window, np.float64) / 2 + pad_px
     before = np.maximum(0, np.ceil(half - positions_px.min(axis=0) - 1e-6)).astype(int)
-    needed = np.ceil(positions_px.max(axis=0) + before + half - 1e-6).astype(int) + 1
+    needed = np.asarray(object_shape_for(positions_px + before, window, pad_px))
     after = np.maximum(0, needed - np.asarray(obj.shape[-2:]))
     if not before.any() and not after.any():
         return obj, before
