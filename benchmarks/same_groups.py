@@ -147,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.phaserem.exists():
         raise SystemExit(f"{args.phaserem} is missing: run benchmarks/compare_phaserem.py --install first")
+    data_set = cp.CASES[args.case]
+    needed = [args.data_dir / f"srtio3_{data_set}.npy", args.data_dir / f"srtio3_{data_set}_truth.npz"]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} missing: run benchmarks/abtem_srtio3.py (see its --help) first")
     template = cp.plan_templates(abtem_srtio3.PLANS_DIR, False)[args.case]
     if args.grouping:
         template["engines"][0]["grouping"] = args.grouping
