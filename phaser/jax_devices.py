@@ -1,8 +1,8 @@
 """How many CPU devices JAX exposes, so the gradient engine can split each group over the cores.
 
-JAX on the CPU runs one program on one core. Exposing several CPU devices lets the engine shard a
-multislice group's positions over them (measured on 2 cores: 1.44x per iteration at 4 slices; at
-1 slice the split costs more than it saves, so single-slice groups stay on one device). The count
+JAX on the CPU runs one program on one core. Exposing several CPU devices lets the gradient engine
+shard a group's positions over them (measured on 2 cores, 64x64 patterns: 1.44x per iteration at 4
+slices, 1.2-1.3x at 1 slice once the sub-pixel ramps are computed once per position). The count
 can only be set before JAX runs its first operation, so phaser sets it when it first touches JAX;
 ``PHASER_CPU_DEVICES`` overrides it (1 turns sharding off).
 """
