@@ -89,11 +89,20 @@ def model_intensity(
     """
     patch_shape = probe_modes.shape[-2:]
     top_left, frac = split_positions(positions_px, patch_shape, obj.shape[-2:])
-    ramp = separable_ramp(frac, patch_shape)  # (B, N, N)
+    patches = [cut_slice_patches(obj[s], top_left, patch_shape) for s in range(obj.shape[0])]
+    return intensity_from_patches(probe_modes, patches, frac, propagators)
+
+
+def intensity_from_patches(probe_modes: Any, patches: list[Any], frac: Any, propagators: Any) -> Any:
+    """:func:`model_intensity` from the object patches already cut: one ``(B, N, N)`` per slice.
+
+    ``frac`` ``(B, 2)`` is the sub-pixel rest of each position (:func:`split_positions`).
+    """
+    ramp = separable_ramp(frac, probe_modes.shape[-2:])  # (B, N, N)
     wave = jnp.fft.ifft2(jnp.fft.fft2(probe_modes)[None] * ramp[:, None])  # (B, M, N, N)
-    n_slices = obj.shape[0]
+    n_slices = len(patches)
     for s in range(n_slices):
-        wave = wave * cut_slice_patches(obj[s], top_left, patch_shape)[:, None]
+        wave = wave * patches[s][:, None]
         if s < n_slices - 1:
             prop = propagators[..., s, :, :]
             prop = prop[:, None] if prop.ndim == 3 else prop

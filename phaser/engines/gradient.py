@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 from phaser.constraints import ConstraintContext, apply_constraints, constraint_params
 from phaser.engines.context import EngineContext
 from phaser.engines.errors import amplitude_residuals, total_counts
-from phaser.engines.forward_jax import model_intensity, tilted_propagators
+from phaser.engines.forward_jax import cut_slice_patches, intensity_from_patches, split_positions, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
 from phaser.engines.loop import EngineImplementation, IterationResult
 from phaser.jax_devices import shard_devices
@@ -90,13 +90,22 @@ def _data_loss(
     structure: _Structure, variables: dict[str, Any], batch: tuple[Any, ...], aux: dict[str, Any]
 ) -> tuple[Any, Any]:
     """The noise model's loss summed over ``batch``'s positions, and (loss, amplitude residual) as aux."""
+    obj, probe = variables["object"], variables["probe"]
+    top_left, frac = split_positions(variables["positions"][batch[0]], probe.shape[-2:], obj.shape[-2:])
+    patches = [cut_slice_patches(obj[s], top_left, probe.shape[-2:]) for s in range(obj.shape[0])]
+    return _patch_loss(structure, probe, patches, frac, variables["tilt"][batch[0]], batch, aux)
+
+
+def _patch_loss(
+    structure: _Structure, probe: Any, patches: list[Any], frac: Any, tilt: Any, batch: tuple[Any, ...], aux: dict
+) -> tuple[Any, Any]:
+    """:func:`_data_loss` from the positions' object patches (one ``(B, N, N)`` per slice) and sub-pixel rests."""
     idx, weights = batch
-    positions = variables["positions"][idx]
     if structure.model_tilt:
-        props = tilted_propagators(aux["propagators"], aux["thicknesses"], aux["ky"], aux["kx"], variables["tilt"][idx])
+        props = tilted_propagators(aux["propagators"], aux["thicknesses"], aux["ky"], aux["kx"], tilt)
     else:
         props = aux["propagators"]
-    model = model_intensity(variables["probe"], variables["object"], positions, props)
+    model = intensity_from_patches(probe, patches, frac, props)
     measured = aux["patterns"][idx]
     per_pattern = structure.noise_loss(jnp, model, measured, aux["noise_params"])
     data = jnp.sum(weights * per_pattern)
@@ -127,17 +136,48 @@ def _chunked_gradients(structure: _Structure, variables, idx, weights, aux, n_ch
 
     The sums are the same; a chunk's multislice waves stay in the core's cache between the forward
     and the backward pass, where a whole group's spill to memory (measured at 8 slices of 64x64:
-    FFTs 1.4x slower inside the gradient than alone).
+    FFTs 1.4x slower inside the gradient than alone). Each chunk returns the gradients of its own
+    patches, positions and tilts, which reach the object and the position arrays in one scatter
+    per group rather than one full-size sum per chunk.
     """
-    value_and_grad = jax.value_and_grad(partial(_data_loss, structure), has_aux=True)
+    obj, probe = variables["object"], variables["probe"]
+    patch_shape, n_slices = probe.shape[-2:], obj.shape[0]
+    top_left, frac = split_positions(variables["positions"][idx], patch_shape, obj.shape[-2:])
+    value_and_grad = jax.value_and_grad(partial(_patch_loss, structure), argnums=(0, 1, 2, 3), has_aux=True)
 
     def add_chunk(total, chunk):
-        (_, terms), grads = value_and_grad(variables, chunk, aux)
-        return jax.tree_util.tree_map(jnp.add, total, (terms, grads)), None
+        idx_c, weights_c, top_left_c, frac_c = chunk
+        patches = [cut_slice_patches(obj[s], top_left_c, patch_shape) for s in range(n_slices)]
+        tilt = variables["tilt"][idx_c]
+        (_, terms), (g_probe, g_patches, g_frac, g_tilt) = value_and_grad(
+            probe, patches, frac_c, tilt, (idx_c, weights_c), aux
+        )
+        total = jax.tree_util.tree_map(jnp.add, total, (terms, g_probe))
+        return total, (g_patches, g_frac, g_tilt)
 
-    zero = (jnp.zeros((), aux["patterns"].dtype),) * 2, jax.tree_util.tree_map(jnp.zeros_like, variables)
-    chunks = (idx.reshape(n_chunks, -1), weights.reshape(n_chunks, -1))
-    (terms, grads), _ = jax.lax.scan(add_chunk, zero, chunks)
+    def split(array):
+        return array.reshape(n_chunks, -1, *array.shape[1:])
+
+    zero = (jnp.zeros((), aux["patterns"].dtype),) * 2, jnp.zeros_like(probe)
+    (terms, g_probe), (g_patches, g_frac, g_tilt) = jax.lax.scan(
+        add_chunk, zero, (split(idx), split(weights), split(top_left), split(frac))
+    )
+
+    def merge(array):
+        return array.reshape(-1, *array.shape[2:])
+
+    g_object = jnp.stack(
+        [
+            jax.vjp(lambda o: cut_slice_patches(o, top_left, patch_shape), obj[s])[1](merge(g_patches[s]))[0]
+            for s in range(n_slices)
+        ]
+    )
+    grads = {
+        "object": g_object,
+        "probe": g_probe,
+        "positions": jnp.zeros_like(variables["positions"]).at[idx].add(merge(g_frac)),
+        "tilt": jnp.zeros_like(variables["tilt"]).at[idx].add(merge(g_tilt)),
+    }
     if structure.regularizers:
         reg_grads = jax.grad(partial(_regularizer_loss, structure))(variables, weights, aux)
         grads = jax.tree_util.tree_map(jnp.add, grads, reg_grads)
