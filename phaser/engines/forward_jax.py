@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from phaser.engines.conventional.forward import ramp_factors
+from phaser.physics.shift import ramp_factors
 
 
 def cut_patches(obj: Any, top_left: Any, patch_shape: tuple[int, int]) -> Any:
@@ -49,7 +49,7 @@ def materialised(fn: Callable[..., Any], *args: Any) -> Any:
     every consumer of their broadcast outer product, so each is evaluated once per pixel and per use,
     in the forward and again in the backward pass: measured, a third of a 1-slice gradient
     iteration on the CPU. A conditional is a boundary that fusion does not cross (an optimisation
-    barrier is removed before fusion); both branches are ``fn``, so the predicate never matters.
+    barrier did not stop it); both branches are ``fn``, so the predicate never matters.
     """
     # a predicate XLA cannot fold to a constant (a constant one would inline the conditional again)
     first = jax.tree_util.tree_leaves(args)[0]

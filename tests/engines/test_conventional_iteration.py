@@ -27,7 +27,7 @@ from phaser.constraints import (
 )
 from phaser.engines.conventional.arrays import add_patches, cut_patches
 from phaser.engines.conventional.epie import epie_update
-from phaser.engines.conventional.forward import Setup, StepOptions, Variables, ramp_factors, shift, unshift
+from phaser.engines.conventional.forward import Setup, StepOptions, Variables, shift, unshift
 from phaser.engines.conventional.iteration import _jitted_pass, conventional_iteration
 from phaser.engines.conventional.lsqml import lsqml_update
 from phaser.engines.conventional_props import LSQMLSolverProps
@@ -35,7 +35,7 @@ from phaser.engines.grouping import make_groups, pad_groups
 from phaser.noise import NOISE_PROPS
 from phaser.physics.grids import fft_frequencies
 from phaser.physics.propagation import gap_propagators
-from phaser.physics.shift import phase_ramp
+from phaser.physics.shift import phase_ramp, ramp_factors
 from phaser.simulate import simulate_dataset
 
 SIM = {

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from phaser.engines.conventional.arrays import cut_patches
 from phaser.physics.multislice import far_field
-from phaser.physics.shift import phase_ramp
+from phaser.physics.shift import ramp_factors
 
 
 class Variables(NamedTuple):
@@ -90,18 +90,6 @@ def gap_propagator(propagators: Any, s: int) -> Any:
 def propagate(xp: ModuleType, wave: Any, propagator: Any) -> Any:
     """``ifft2(fft2(wave) * propagator)``; the conjugate propagator goes back upstream."""
     return xp.fft.ifft2(xp.fft.fft2(wave) * propagator)
-
-
-def ramp_factors(xp: ModuleType, subpixel: Any, shape: tuple[int, int]) -> tuple[Any, Any]:
-    """The ``y`` and ``x`` factors ``(..., N)`` of :func:`phaser.physics.shift.phase_ramp` at ``subpixel`` ``(..., 2)``.
-
-    The ramp is their outer product. Kept apart because on jax XLA fuses the exponentials into every
-    consumer of the ``(B, N, N)`` product and so evaluates them once per pixel and use (measured: 40%
-    of an ePIE iteration on the CPU); computed ahead of the groups' loop they cost nothing.
-    """
-    ramp_y = phase_ramp(xp, (shape[0], 1), subpixel)[..., :, 0]  # fftfreq(1) = 0: the y factor alone
-    ramp_x = phase_ramp(xp, (1, shape[1]), subpixel)[..., 0, :]
-    return ramp_y, ramp_x
 
 
 def forward_group(

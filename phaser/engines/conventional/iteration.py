@@ -22,13 +22,13 @@ from phaser.engines.conventional.forward import (
     StepOptions,
     Variables,
     forward_group,
-    ramp_factors,
     split_positions,
 )
 from phaser.engines.conventional.noise_updates import wave_update
 from phaser.engines.conventional.positions import shift_estimate
 from phaser.engines.errors import amplitude_residuals
 from phaser.noise import NOISE_LOSSES
+from phaser.physics.shift import ramp_factors
 
 
 def group_step(
