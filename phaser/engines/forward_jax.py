@@ -46,11 +46,14 @@ def materialised(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``, computed on its own and stored, so that XLA cannot fuse it into its consumers.
 
     XLA fuses cheap-to-store but costly-to-compute values (the exponentials of 1D phase ramps) into
-    every consumer of their broadcast outer product, so each is evaluated once per pixel and per use,
-    in the forward and again in the backward pass: measured, a third of a 1-slice gradient
-    iteration on the CPU. A conditional is a boundary that fusion does not cross (an optimisation
-    barrier did not stop it); both branches are ``fn``, so the predicate never matters.
+    every consumer of their broadcast outer product, so each is evaluated once per pixel and per
+    use, in the forward and again in the backward pass: measured, a third of a 1-slice gradient
+    iteration on the CPU. There a conditional is a boundary that fusion does not cross (an
+    optimisation barrier did not stop it); both branches are ``fn``, so the predicate never matters.
     """
+    if jax.default_backend() != "cpu":
+        # on a GPU the recomputation is cheap, and a conditional waits for its predicate on the host
+        return fn(*args)
     # a predicate XLA cannot fold to a constant (a constant one would inline the conditional again)
     first = jax.tree_util.tree_leaves(args)[0]
     unknown = jnp.isfinite(jnp.ravel(first)[0])
