@@ -11,7 +11,7 @@ inside ``lax.scan`` like the engine, and times (best and median of ``--repeats``
 - ``... no sub-pixel shift``: the same, probe not Fourier-shifted (2 FFTs fewer per position);
 - ``full iteration``: forward + backward + Adam on object and probe (what the engine runs);
 - ``adam updates``: the 16 optimizer steps alone;
-- ``patch cut + gradient``: ``vmap(dynamic_slice)`` of the object patches and its transpose;
+- ``patch cut + gradient``: ``vmap(dynamic_slice)`` of each slice's patches and its transpose;
 - with ``--cpu-devices 2``: forward+backward with each group split over 2 CPU devices
   (``shard_map``, gradients summed with ``psum``), the engine's unused second core.
 
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from phaser.engines.forward_jax import cut_patches, model_intensity, split_positions
+from phaser.engines.forward_jax import cut_slice_patches, model_intensity, split_positions
 from phaser.initial import object_shape_for, place_positions
 from phaser.noise import poisson_loss
 from phaser.physics.constants import electron_wavelength_A
@@ -85,10 +85,9 @@ def _unshifted_intensity(variables: dict[str, Any], positions: Any, propagators:
     """The multislice model with integer-pixel positions only (no shift FFT pair)."""
     obj, probe = variables["object"], variables["probe"]
     top_left, _ = split_positions(positions, probe.shape[-2:], obj.shape[-2:])
-    patches = cut_patches(obj, top_left, probe.shape[-2:])
     wave = jnp.broadcast_to(probe[None], (positions.shape[0], *probe.shape))
     for s in range(obj.shape[0]):
-        wave = wave * patches[:, s, None]
+        wave = wave * cut_slice_patches(obj[s], top_left, probe.shape[-2:])[:, None]
         if s < obj.shape[0] - 1:
             wave = jnp.fft.ifft2(jnp.fft.fft2(wave) * propagators[s])
     far = jnp.fft.fft2(wave, norm="ortho")
@@ -176,7 +175,8 @@ def patches_fn(inputs: dict[str, Any]) -> Callable[[], Any]:
     def run(obj: Any, positions: Any, groups: Any) -> Any:
         def energy(o: Any, idx: Any) -> Any:
             top_left, _ = split_positions(positions[idx], shape, o.shape[-2:])
-            return jnp.sum(jnp.abs(cut_patches(o, top_left, shape)) ** 2)
+            patches = [cut_slice_patches(o[s], top_left, shape) for s in range(o.shape[0])]
+            return sum(jnp.sum(jnp.abs(p) ** 2) for p in patches)
 
         def step(total: Any, idx: Any) -> tuple[Any, None]:
             return total + jnp.sum(jnp.abs(jax.grad(energy)(obj, idx))), None

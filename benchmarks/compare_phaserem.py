@@ -434,7 +434,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"create phaserem's venv ({PHASEREM_REQUIREMENT}) if --phaserem is missing",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="plans, logs, states (default: a temporary one)")
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR / "compare_phaserem.json")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_DIR / "compare_phaserem.json", help="JSON file; .md and .png beside it"
+    )
     parser.add_argument("--worker", nargs=2, type=Path, metavar=("PLAN", "OUT_NPZ"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -507,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "summaries": summaries,
         "runs": [r.summary() for r in runs],
     }
+    args.results = args.results.with_suffix(".json")  # its .md and .png go beside it
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2, default=float))
     args.results.with_suffix(".md").write_text(table)

@@ -17,18 +17,13 @@ import jax.numpy as jnp
 from phaser.physics.shift import ramp_factors
 
 
-def cut_patches(obj: Any, top_left: Any, patch_shape: tuple[int, int]) -> Any:
-    """``(B, S, N, N)`` patches of ``obj`` ``(S, Ny, Nx)`` at integer corners ``top_left`` ``(B, 2)``."""
-    return jnp.stack([cut_slice_patches(obj[s], top_left, patch_shape) for s in range(obj.shape[0])], axis=1)
-
-
 def cut_slice_patches(obj_slice: Any, top_left: Any, patch_shape: tuple[int, int]) -> Any:
     """``(B, N, N)`` patches of one slice ``(Ny, Nx)`` at integer corners ``top_left`` ``(B, 2)``.
 
-    The model cuts each slice on its own: the gradient of one ``(B, S, N, N)`` cut would assemble
-    every slice's patch gradients into one array first, a pass over ``S`` times the group's waves
-    (measured: 6% of an 8-slice iteration) that per-slice cuts, scattered straight into the object,
-    do not need.
+    The model cuts each slice on its own: the gradient of one ``(B, S, N, N)`` cut of all slices
+    would assemble every slice's patch gradients into one array first, a pass over ``S`` times the
+    group's waves (measured: 6% of an 8-slice iteration) that per-slice cuts, scattered straight
+    into the object, do not need.
     """
     return jax.vmap(lambda corner: jax.lax.dynamic_slice(obj_slice, (corner[0], corner[1]), patch_shape))(top_left)
 
