@@ -4,6 +4,9 @@ One jit-compiled function runs a whole iteration (the groups inside ``lax.scan``
 that is only a number (learning rates, regularizer weights, noise epsilons, update flags) enters it
 as a traced argument, so changing one never recompiles; the compiled program depends only on the
 shapes and on the structure (noise model, solvers, regularizers, whether tilt is modelled).
+On the CPU each group's positions are split over the cores (JAX CPU devices) and each core takes
+its share a few positions at a time (:func:`cache_chunk`), so that the multislice waves stay in
+cache between the forward and the backward pass; the sums, and so the updates, are the same.
 Complex gradients follow the Wirtinger convention: the descent direction of a real loss L in a
 complex variable z is ``-2 dL/dz*``, which is ``-conj(jax.grad(L))``.
 """
@@ -58,9 +61,12 @@ CACHE_BYTES = 1 << 20
 
 
 def cache_chunk(n_slices: int, probe_shape: tuple[int, ...]) -> int:
-    """Positions per chunk of a group on the CPU: ``S`` complex64 waves of every mode within
-    :data:`CACHE_BYTES`, at most 8 (measured on 2 cores, 64x64: 4 at 8 slices, 8 at 1 slice were
-    fastest, 1.1-1.25x over whole groups; fewer per chunk cost more in per-operation overhead)."""
+    """Positions per chunk of a group on the CPU: their ``S`` complex64 waves of every mode fit in
+    :data:`CACHE_BYTES`, and at most 8.
+
+    Measured on 2 cores with 64x64 patterns: 4 at 8 slices and 8 at 1 slice were fastest, 1.1-1.25x
+    over whole groups; smaller chunks lose more to the cost of each operation than they gain.
+    """
     per_position = n_slices * int(np.prod(probe_shape)) * np.dtype(np.complex64).itemsize
     return int(np.clip(CACHE_BYTES // per_position, 1, 8))
 
