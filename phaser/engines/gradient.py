@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from phaser.constraints import ConstraintContext, apply_constraints, constraint_params
@@ -347,17 +347,29 @@ def init_gradient_engine(
     return GradientEngineState(
         plan=plan,
         structure=structure,
-        aux=aux,
+        aux=_on_every_device(structure, aux),
         solver_hooks=solver_hooks,
         flags=flags,
         sampling=sampling,
         counts=total_counts(patterns),
         n_patterns=int(patterns.shape[0]),
         rng=ctx.rng,
-        variables=variables,
-        opt_states={name: solver.init(variables[name]) for name, solver in structure.solvers},
+        variables=_on_every_device(structure, variables),
+        opt_states=_on_every_device(
+            structure, {name: solver.init(variables[name]) for name, solver in structure.solvers}
+        ),
         positions_A=np.asarray(state.positions_A),
     )
+
+
+def _on_every_device(structure: _Structure, tree: Any) -> Any:
+    """``tree``'s arrays replicated on the devices a group is split over, where the iterations'
+    results live: arrays placed otherwise would make the second iteration compile again (measured:
+    1.4 s at 1 slice on 2 CPU devices)."""
+    if structure.n_devices == 1:
+        return tree
+    mesh = Mesh(np.asarray(shard_devices()[: structure.n_devices]), ("positions",))
+    return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
 def _iteration_aux(engine: GradientEngineState, i: int) -> dict[str, Any]:
