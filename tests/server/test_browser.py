@@ -27,7 +27,7 @@ from tests.server.conftest import TOKEN, LiveServer
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "serve" / "live_view.png"
-WAIT_S = 120.0  # for hangs, not speed: a loaded 2-core machine once took over 60 s for one step
+WAIT_S = 120.0  # for hangs, not speed: one full-suite run on a loaded 2-core machine timed out at 60 s
 NITER = 30
 
 pytestmark = pytest.mark.skipif(
