@@ -42,7 +42,7 @@ def materialised(fn: Callable[..., Any], *args: Any) -> Any:
 
     XLA fuses cheap-to-store but costly-to-compute values (the exponentials of 1D phase ramps) into
     every consumer of their broadcast outer product, so each is evaluated once per pixel and per
-    use, in the forward and again in the backward pass: measured, a third of a 1-slice gradient
+    use, in the forward and again in the backward pass: measured, a quarter of a 1-slice gradient
     iteration on the CPU. There a conditional is a boundary that fusion does not cross (an
     optimisation barrier did not stop it); both branches are ``fn``, so the predicate never matters.
     """

@@ -2,7 +2,7 @@
 
 The sub-pixel shift ramp ``(B, N, N)`` and the tilt ramps ``(B, S-1, N, N)`` are outer products of
 1D factors. Left to itself XLA fuses the factors' exponentials into the loops that consume the
-product, evaluating a sine and a cosine per pixel and per use (a third of a 1-slice iteration on
+product, evaluating a sine and a cosine per pixel and per use (a quarter of a 1-slice iteration on
 the CPU). The compiled loss and gradient must have no fused loop over waves (rank 4) that computes
 a sine or cosine. Timing is measured in ``benchmarks/breakdown_gradient.py``, not here.
 """
