@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from phaser.engines.forward_jax import cut_slice_patches, model_intensity, split_positions
+from phaser.engines.forward_jax import cut_all_slices, cut_slice_patches, model_intensity, split_positions
 from phaser.initial import object_shape_for, place_positions
 from phaser.noise import poisson_loss
 from phaser.physics.constants import electron_wavelength_A
@@ -175,8 +175,7 @@ def patches_fn(inputs: dict[str, Any]) -> Callable[[], Any]:
     def run(obj: Any, positions: Any, groups: Any) -> Any:
         def energy(o: Any, idx: Any) -> Any:
             top_left, _ = split_positions(positions[idx], shape, o.shape[-2:])
-            patches = [cut_slice_patches(o[s], top_left, shape) for s in range(o.shape[0])]
-            return sum(jnp.sum(jnp.abs(p) ** 2) for p in patches)
+            return sum(jnp.sum(jnp.abs(p) ** 2) for p in cut_all_slices(o, top_left, shape))
 
         def step(total: Any, idx: Any) -> tuple[Any, None]:
             return total + jnp.sum(jnp.abs(jax.grad(energy)(obj, idx))), None

@@ -28,6 +28,11 @@ def cut_slice_patches(obj_slice: Any, top_left: Any, patch_shape: tuple[int, int
     return jax.vmap(lambda corner: jax.lax.dynamic_slice(obj_slice, (corner[0], corner[1]), patch_shape))(top_left)
 
 
+def cut_all_slices(obj: Any, top_left: Any, patch_shape: tuple[int, int]) -> list[Any]:
+    """Every slice's ``(B, N, N)`` patches of ``obj`` ``(S, Ny, Nx)``, one array per slice."""
+    return [cut_slice_patches(obj[s], top_left, patch_shape) for s in range(obj.shape[0])]
+
+
 def split_positions(positions_px: Any, patch_shape: tuple[int, int], object_shape: tuple[int, int]) -> tuple[Any, Any]:
     """Integer patch corners (kept inside the object) and the differentiable sub-pixel rest."""
     rounded = jax.lax.stop_gradient(jnp.round(positions_px))
@@ -87,8 +92,7 @@ def model_intensity(
     """
     patch_shape = probe_modes.shape[-2:]
     top_left, frac = split_positions(positions_px, patch_shape, obj.shape[-2:])
-    patches = [cut_slice_patches(obj[s], top_left, patch_shape) for s in range(obj.shape[0])]
-    return intensity_from_patches(probe_modes, patches, frac, propagators)
+    return intensity_from_patches(probe_modes, cut_all_slices(obj, top_left, patch_shape), frac, propagators)
 
 
 def intensity_from_patches(probe_modes: Any, patches: list[Any], frac: Any, propagators: Any) -> Any:

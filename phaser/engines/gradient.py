@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 from phaser.constraints import ConstraintContext, apply_constraints, constraint_params
 from phaser.engines.context import EngineContext
 from phaser.engines.errors import amplitude_residuals, total_counts
-from phaser.engines.forward_jax import cut_slice_patches, intensity_from_patches, split_positions, tilted_propagators
+from phaser.engines.forward_jax import cut_all_slices, intensity_from_patches, split_positions, tilted_propagators
 from phaser.engines.grouping import make_groups, pad_groups
 from phaser.engines.loop import EngineImplementation, IterationResult
 from phaser.jax_devices import shard_devices
@@ -98,7 +98,7 @@ def _data_loss(
     """The noise model's loss summed over ``batch``'s positions, and (loss, amplitude residual) as aux."""
     obj, probe = variables["object"], variables["probe"]
     top_left, frac = split_positions(variables["positions"][batch[0]], probe.shape[-2:], obj.shape[-2:])
-    patches = [cut_slice_patches(obj[s], top_left, probe.shape[-2:]) for s in range(obj.shape[0])]
+    patches = cut_all_slices(obj, top_left, probe.shape[-2:])
     return _patch_loss(structure, probe, patches, frac, variables["tilt"][batch[0]], batch, aux)
 
 
@@ -147,13 +147,13 @@ def _chunked_gradients(structure: _Structure, variables, idx, weights, aux, n_ch
     per group rather than one full-size sum per chunk.
     """
     obj, probe = variables["object"], variables["probe"]
-    patch_shape, n_slices = probe.shape[-2:], obj.shape[0]
+    patch_shape = probe.shape[-2:]
     top_left, frac = split_positions(variables["positions"][idx], patch_shape, obj.shape[-2:])
     value_and_grad = jax.value_and_grad(partial(_patch_loss, structure), argnums=(0, 1, 2, 3), has_aux=True)
 
     def add_chunk(total, chunk):
         idx_c, weights_c, top_left_c, frac_c = chunk
-        patches = [cut_slice_patches(obj[s], top_left_c, patch_shape) for s in range(n_slices)]
+        patches = cut_all_slices(obj, top_left_c, patch_shape)
         tilt = variables["tilt"][idx_c]
         (_, terms), (g_probe, g_patches, g_frac, g_tilt) = value_and_grad(
             probe, patches, frac_c, tilt, (idx_c, weights_c), aux
@@ -172,12 +172,7 @@ def _chunked_gradients(structure: _Structure, variables, idx, weights, aux, n_ch
     def merge(array):
         return array.reshape(-1, *array.shape[2:])
 
-    g_object = jnp.stack(
-        [
-            jax.vjp(lambda o: cut_slice_patches(o, top_left, patch_shape), obj[s])[1](merge(g_patches[s]))[0]
-            for s in range(n_slices)
-        ]
-    )
+    (g_object,) = jax.vjp(lambda o: cut_all_slices(o, top_left, patch_shape), obj)[1]([merge(g) for g in g_patches])
     grads = {
         "object": g_object,
         "probe": g_probe,
@@ -214,6 +209,11 @@ def _apply_solvers(structure: _Structure, variables, opt_states, grads, masks, m
     return variables, opt_states
 
 
+def _positions_mesh(structure: _Structure) -> Mesh:
+    """The devices a group's positions are split over, as one mesh axis ``positions``."""
+    return Mesh(np.asarray(shard_devices()[: structure.n_devices]), ("positions",))
+
+
 def _group_gradients(structure: _Structure, variables, batch, aux):
     """Data loss, amplitude residual and gradients of one group, its positions split over ``structure.n_devices``.
 
@@ -233,7 +233,7 @@ def _group_gradients(structure: _Structure, variables, batch, aux):
 
     if structure.n_devices == 1:
         return local(variables, *batch, aux)
-    mesh = Mesh(np.asarray(shard_devices()[: structure.n_devices]), ("positions",))
+    mesh = _positions_mesh(structure)
 
     def summed(variables, idx, weights, aux):
         return jax.lax.psum(local(variables, idx, weights, aux), "positions")
@@ -368,8 +368,7 @@ def _on_every_device(structure: _Structure, tree: Any) -> Any:
     1.4 s at 1 slice on 2 CPU devices)."""
     if structure.n_devices == 1:
         return tree
-    mesh = Mesh(np.asarray(shard_devices()[: structure.n_devices]), ("positions",))
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    return jax.device_put(tree, NamedSharding(_positions_mesh(structure), P()))
 
 
 def _iteration_aux(engine: GradientEngineState, i: int) -> dict[str, Any]:
